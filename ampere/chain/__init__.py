@@ -1,0 +1,1 @@
+"""ampere.chain"""
