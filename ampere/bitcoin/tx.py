@@ -13,6 +13,8 @@ from ampere.bitcoin.serialize import ByteReader, compact_size, var_bytes
 SEQUENCE_FINAL = 0xFFFF_FFFF
 # nSequence that lets nLockTime count while opting out of relative locks and RBF signalling semantics
 SEQUENCE_LOCKTIME_ONLY = 0xFFFF_FFFE
+# nSequence that signals BIP125 replaceability and keeps nLockTime in force
+SEQUENCE_RBF = 0xFFFF_FFFD
 COIN = 100_000_000
 MAX_MONEY = 21_000_000 * COIN
 WITNESS_SCALE_FACTOR = 4

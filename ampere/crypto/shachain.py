@@ -293,6 +293,9 @@ class ShachainStore:
         stored = list(self.entries())
         for higher in stored:
             for lower in stored:
-                if lower.bucket < higher.bucket and higher.can_derive(lower.index):
-                    if higher.derive(lower.index) != lower.secret:
-                        raise ShachainError(f"stored secret for {lower.index:#x} is not derivable")
+                if (
+                    lower.bucket < higher.bucket
+                    and higher.can_derive(lower.index)
+                    and higher.derive(lower.index) != lower.secret
+                ):
+                    raise ShachainError(f"stored secret for {lower.index:#x} is not derivable")
