@@ -15,7 +15,7 @@ from ampere.bitcoin.errors import DeserializationError
 from ampere.bitcoin.hashes import sha256d
 from ampere.bitcoin.script import Op, push_data, push_int
 from ampere.bitcoin.serialize import ByteReader, compact_size
-from ampere.bitcoin.tx import NULL_OUTPOINT, SEQUENCE_FINAL, COIN, Transaction, TxIn, TxOut
+from ampere.bitcoin.tx import COIN, NULL_OUTPOINT, SEQUENCE_FINAL, Transaction, TxIn, TxOut
 
 HEADER_SIZE = 80
 # Version bits top pattern (BIP9) as Bitcoin Core's miner sets it; any version >= 4 passes on regtest.

@@ -38,6 +38,7 @@ _BUCKETS = INDEX_BITS + 1
 
 _SERIAL_VERSION = 1
 _ENTRY_LEN = 1 + 6 + 32
+_CHECKSUM_LEN = 4
 
 
 class ShachainError(AmpereError):
@@ -246,18 +247,27 @@ class ShachainStore:
         return self.derive_secret(commitment_number_to_index(commitment_number))
 
     def to_bytes(self) -> bytes:
-        """version(1) | count(1) | count × (bucket(1) | index(6, big-endian) | secret(32))."""
+        """version(1) | count(1) | count × (bucket(1) | index(6, BE) | secret(32)) | checksum(4).
+
+        The checksum is the first 4 bytes of SHA256 over everything before it. The highest stored
+        secret covers no other stored one, so without it a corrupted copy could go unnoticed until
+        the peer's next revocation.
+        """
         stored = list(self.entries())
         parts = [bytes([_SERIAL_VERSION, len(stored)])]
         for entry in stored:
             parts.append(bytes([entry.bucket]) + entry.index.to_bytes(6, "big") + entry.secret)
-        return b"".join(parts)
+        body = b"".join(parts)
+        return body + hashlib.sha256(body).digest()[:_CHECKSUM_LEN]
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ShachainStore:
         """Parse `to_bytes` output, rejecting anything an in-order insert sequence cannot produce."""
-        if len(data) < 2:
+        if len(data) < 2 + _CHECKSUM_LEN:
             raise ShachainError("shachain store encoding is truncated")
+        data, checksum = data[:-_CHECKSUM_LEN], data[-_CHECKSUM_LEN:]
+        if hashlib.sha256(data).digest()[:_CHECKSUM_LEN] != checksum:
+            raise ShachainError("shachain store encoding checksum mismatch")
         if data[0] != _SERIAL_VERSION:
             raise ShachainError(f"unknown shachain store encoding version {data[0]}")
         count = data[1]

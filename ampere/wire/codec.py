@@ -265,7 +265,9 @@ def encode_tlv_stream(stream: TlvStream, spec: TlvStreamSpec, out: bytearray, sc
         records.append((record.type, bytes(body)))
     for tlv_type, value in stream.unknown.items():
         if tlv_type in spec.by_type:
-            raise EncodeError(f"{spec.name}: raw record {tlv_type} collides with known {spec.by_type[tlv_type].name}")
+            raise EncodeError(
+                f"{spec.name}: raw record {tlv_type} collides with known {spec.by_type[tlv_type].name}"
+            )
         records.append((tlv_type, value))
     records.sort(key=lambda item: item[0])
     out += serialize_tlv_records(records)

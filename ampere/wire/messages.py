@@ -124,7 +124,9 @@ def make_message(
     if tlvs is not None:
         if spec.tlv_stream is None:
             raise EncodeError(f"{name} declares no TLV stream")
-        stream = tlvs if isinstance(tlvs, TlvStream) else make_tlv_stream(spec.tlv_stream, tlvs, schema=schema)
+        stream = (
+            tlvs if isinstance(tlvs, TlvStream) else make_tlv_stream(spec.tlv_stream, tlvs, schema=schema)
+        )
     elif spec.tlv_stream is not None:
         stream = TlvStream(spec.tlv_stream)
     message = Message(spec.type, spec.name, fields, stream, extension)
@@ -133,7 +135,12 @@ def make_message(
 
 
 def replace_fields(
-    message: Message, /, *, tlvs: TlvInput | None = None, schema: Schema = DEFAULT_SCHEMA, **changes: FieldValue
+    message: Message,
+    /,
+    *,
+    tlvs: TlvInput | None = None,
+    schema: Schema = DEFAULT_SCHEMA,
+    **changes: FieldValue,
 ) -> Message:
     """A copy of ``message`` with some fields (and optionally its TLVs) replaced, validated."""
     unknown_fields = changes.keys() - message.fields.keys()

@@ -223,7 +223,11 @@ class _SchemaBuilder:
                 count = REST
             else:
                 length_field = seen.get(count_text)
-                if length_field is None or length_field.is_array or length_field.type_name not in LENGTH_TYPES:
+                if (
+                    length_field is None
+                    or length_field.is_array
+                    or length_field.type_name not in LENGTH_TYPES
+                ):
                     raise SchemaError(f"{where}.{name}: {count_text!r} is not an earlier integer field")
                 implicit.add(count_text)
                 count = count_text
@@ -249,7 +253,9 @@ class _SchemaBuilder:
         for stream_name, records in self.streams.items():
             specs = [
                 TlvRecordSpec(
-                    raw.value or 0, raw.name, self._layout(raw.fields, f"{stream_name}.{raw.name}", in_tlv=True)
+                    raw.value or 0,
+                    raw.name,
+                    self._layout(raw.fields, f"{stream_name}.{raw.name}", in_tlv=True),
                 )
                 for raw in records.values()
             ]
