@@ -320,6 +320,7 @@ def _encode_head(first_line: str, fields: Iterable[tuple[str, str]]) -> bytes:
 @dataclass(slots=True)
 class _Connection:
     task: asyncio.Task[None]
+    writer: asyncio.StreamWriter
     busy: bool = False
 
 
@@ -372,24 +373,27 @@ class HttpServer:
         self._closing = True
         for server in self._servers:
             server.close()
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
+        # Closing the transport ends an idle connection's read with EOF. Cancelling its task instead
+        # would trip asyncio's connection callback (3.11), which logs cancelled handler tasks as errors.
         for conn in list(self._connections.values()):
             if not conn.busy:
-                conn.task.cancel()
+                conn.writer.close()
         tasks = [conn.task for conn in self._connections.values()]
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=self._limits.shutdown_grace)
-            for task in pending:
-                task.cancel()
+            for conn in list(self._connections.values()):
+                if conn.task in pending:
+                    conn.writer.transport.abort()
             if pending:
-                await asyncio.wait(pending)
+                await asyncio.wait(pending, timeout=1.0)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        conn = _Connection(task)
+        conn = _Connection(task, writer)
         self._connections[task] = conn
         peer = writer.get_extra_info("peername")
         peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "local"

@@ -65,7 +65,9 @@ class ChainIndex:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path)
+        # The owner serialises all calls but may make them from a worker thread other than the one
+        # that opened the index (the `ampere chain` daemon does).
+        self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -80,7 +82,9 @@ class ChainIndex:
         self._hashes: list[bytes] = []
         self._times: list[int] = []
         self._heights: dict[bytes, int] = {}
-        for height, block_hash, time in self._db.execute("SELECT height, hash, time FROM blocks ORDER BY height"):
+        for height, block_hash, time in self._db.execute(
+            "SELECT height, hash, time FROM blocks ORDER BY height"
+        ):
             if height != len(self._hashes):
                 raise ChainIndexError(f"index {path} has a gap in its blocks at height {len(self._hashes)}")
             self._append(block_hash, time)
@@ -128,7 +132,8 @@ class ChainIndex:
 
     def utxos_by_script(self, script_pubkey: bytes) -> list[UnspentOutput]:
         rows = self._db.execute(
-            "SELECT txid, vout, value, height, coinbase FROM utxos WHERE script = ? ORDER BY height, txid, vout",
+            "SELECT txid, vout, value, height, coinbase FROM utxos WHERE script = ?"
+            " ORDER BY height, txid, vout",
             (script_pubkey,),
         )
         return [
@@ -153,7 +158,8 @@ class ChainIndex:
             raise ChainIndexError(f"block {block.hash_hex} does not extend the indexed tip")
         block_hash = block.hash
         self._db.execute(
-            "INSERT INTO blocks (height, hash, time) VALUES (?, ?, ?)", (height, block_hash, block.header.time)
+            "INSERT INTO blocks (height, hash, time) VALUES (?, ?, ?)",
+            (height, block_hash, block.header.time),
         )
         # The genesis coinbase is not spendable and not in Bitcoin Core's UTXO set or tx index either.
         if height > 0:
@@ -170,7 +176,14 @@ class ChainIndex:
                             spent.append(key)
                 for vout, txout in enumerate(tx.outputs):
                     if not is_unspendable(txout.script_pubkey):
-                        created[(txid, vout)] = (txid, vout, txout.value, txout.script_pubkey, height, coinbase)
+                        created[(txid, vout)] = (
+                            txid,
+                            vout,
+                            txout.value,
+                            txout.script_pubkey,
+                            height,
+                            coinbase,
+                        )
                 tx_rows.append((txid, height, position))
             self._db.executemany("DELETE FROM utxos WHERE txid = ? AND vout = ?", spent)
             self._db.executemany("INSERT INTO utxos VALUES (?, ?, ?, ?, ?, ?)", created.values())
@@ -196,7 +209,13 @@ class ChainIndex:
                     key = (txin.prevout.txid, txin.prevout.vout)
                     if key not in created:
                         restored.append(
-                            (*key, coin.output.value, coin.output.script_pubkey, coin.height, int(coin.coinbase))
+                            (
+                                *key,
+                                coin.output.value,
+                                coin.output.script_pubkey,
+                                coin.height,
+                                int(coin.coinbase),
+                            )
                         )
             self._db.executemany("DELETE FROM utxos WHERE txid = ? AND vout = ?", created)
             self._db.executemany("INSERT OR REPLACE INTO utxos VALUES (?, ?, ?, ?, ?, ?)", restored)

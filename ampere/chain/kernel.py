@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pbk
+from pbk.capi import KernelOpaquePtr
 from pbk.notifications import NotificationInterfaceCallbacks
 from pbk.script import PrecomputedTransactionData
 
@@ -116,7 +117,12 @@ class ChainEvent:
     kind: EventKind
     height: int
     block_hash: bytes
-    raw_block: bytes
+    # The kernel's own block object; serializing it costs more than connecting a small block, and the
+    # caller often has the block already (it built it), so the bytes are only made on demand.
+    _block: Any = field(repr=False, compare=False)
+
+    def raw_block(self) -> bytes:
+        return bytes(self._block)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +188,14 @@ def _reject_from_log(lines: Sequence[str]) -> tuple[str, str]:
 # --- script verification (no chainstate needed) --------------------------------------------------------
 
 
+def _from_bytes(cls: Any, raw: bytes) -> Any:
+    """`cls(raw)` for pbk.Block and pbk.Transaction without their constructors' copy of the data one
+    ctypes element at a time, which costs more than validating a large block."""
+    obj = cls.__new__(cls)
+    KernelOpaquePtr.__init__(obj, (ctypes.c_ubyte * len(raw)).from_buffer_copy(raw), len(raw))
+    return obj
+
+
 def _outputs(spent_outputs: Sequence[TxOut]) -> list[Any]:
     return [pbk.TransactionOutput(pbk.ScriptPubkey(out.script_pubkey), out.value) for out in spent_outputs]
 
@@ -199,7 +213,7 @@ def verify_input(
     `spent_outputs` are the outputs every input spends, in input order (taproot signs them all).
     Only the script is judged: nLockTime, sequence locks and whether the coin exists are not.
     """
-    tx = pbk.Transaction(tx_bytes)
+    tx = _from_bytes(pbk.Transaction, tx_bytes)
     precomputed = PrecomputedTransactionData(tx, _outputs(spent_outputs))
     try:
         return bool(pbk.ScriptPubkey(script_pubkey).verify(amount, tx, precomputed, index, _pbk_flags(flags)))
@@ -211,7 +225,7 @@ def failing_inputs(
     tx_bytes: bytes, spent_outputs: Sequence[TxOut], flags: ScriptFlags = CONSENSUS_FLAGS
 ) -> list[int]:
     """Indices of the inputs of `tx_bytes` whose scripts fail; empty when all pass."""
-    tx = pbk.Transaction(tx_bytes)
+    tx = _from_bytes(pbk.Transaction, tx_bytes)
     outputs = _outputs(spent_outputs)
     precomputed = PrecomputedTransactionData(tx, outputs)
     kernel_flags = _pbk_flags(flags)
@@ -262,8 +276,12 @@ class Kernel:
         except (RuntimeError, pbk.KernelException) as exc:
             raise KernelError(f"cannot open the chainstate in {datadir}: {exc}") from exc
         self._collecting = True
-        log.info("kernel open in %s at height %d%s", datadir, self.tip_height(),
-                 " (reindexed)" if self.reindexed else "")
+        log.info(
+            "kernel open in %s at height %d%s",
+            datadir,
+            self.tip_height(),
+            " (reindexed)" if self.reindexed else "",
+        )
 
     def _load(self, reindex: bool) -> Any:
         options = pbk.ContextOptions()
@@ -297,13 +315,13 @@ class Kernel:
     def _on_connected(self, _user_data: Any, block: Any, entry: Any) -> None:
         if self._collecting:
             self._events.append(
-                ChainEvent(EventKind.CONNECTED, entry.height, bytes(entry.block_hash), bytes(block))
+                ChainEvent(EventKind.CONNECTED, entry.height, bytes(entry.block_hash), block)
             )
 
     def _on_disconnected(self, _user_data: Any, block: Any, entry: Any) -> None:
         if self._collecting:
             self._events.append(
-                ChainEvent(EventKind.DISCONNECTED, entry.height, bytes(entry.block_hash), bytes(block))
+                ChainEvent(EventKind.DISCONNECTED, entry.height, bytes(entry.block_hash), block)
             )
 
     def _on_fatal(self, _user_data: Any, message: Any, size: int) -> None:
@@ -412,7 +430,7 @@ class Kernel:
         self._log.start()
         try:
             try:
-                block = pbk.Block(raw_block)
+                block = _from_bytes(pbk.Block, raw_block)
             except RuntimeError:
                 return BlockVerdict(block_hash, VerdictStatus.INVALID, "decode", "block-decode-failed")
             try:
@@ -424,7 +442,9 @@ class Kernel:
         checked = self._checked.pop(block_hash, None)
         if checked is not None and checked[0] != "VALID":
             reason, detail = _reject_from_log(lines)
-            verdict = BlockVerdict(block_hash, VerdictStatus.INVALID, checked[1], reason, detail, tuple(lines))
+            verdict = BlockVerdict(
+                block_hash, VerdictStatus.INVALID, checked[1], reason, detail, tuple(lines)
+            )
             log.info("kernel rejected block %s: %s", block_hash[::-1].hex(), verdict.describe())
             return verdict
         if self.active_height(block_hash) is not None:

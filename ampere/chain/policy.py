@@ -177,8 +177,6 @@ def check_standard(tx: Transaction, policy: Policy = DEFAULT_POLICY) -> None:
         raise reject(RejectReason.NONSTANDARD, "version")
     if tx.weight > MAX_STANDARD_TX_WEIGHT:
         raise reject(RejectReason.NONSTANDARD, "tx-size")
-    if len(tx.serialize(include_witness=False)) < MIN_STANDARD_TX_NONWITNESS_SIZE:
-        raise reject(RejectReason.NONSTANDARD, "tx-size-small")
     for txin in tx.inputs:
         if len(txin.script_sig) > MAX_STANDARD_SCRIPTSIG_SIZE:
             raise reject(RejectReason.NONSTANDARD, "scriptsig-size")
@@ -194,6 +192,9 @@ def check_standard(tx: Transaction, policy: Policy = DEFAULT_POLICY) -> None:
         raise reject(RejectReason.NONSTANDARD, "multi-op-return")
     if any(is_dust(txout, policy.dust_relay_fee) for txout in tx.outputs):
         raise reject(RejectReason.DUST, "dust")
+    # Checked after IsStandardTx in Core, hence here, after the output checks.
+    if len(tx.serialize(include_witness=False)) < MIN_STANDARD_TX_NONWITNESS_SIZE:
+        raise reject(RejectReason.NONSTANDARD, "tx-size-small")
 
 
 def check_witness_standard(tx: Transaction, spent: Sequence[TxOut]) -> None:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ampere import __version__
 from ampere.bitcoin.address import AddressError, address_to_script_pubkey
@@ -24,17 +24,39 @@ from ampere.bitcoin.tx import OutPoint, Transaction
 from ampere.chain.errors import BroadcastError, RejectReason
 from ampere.chain.http import HttpServer, Request, Response, ServerLimits, basic_credentials_match
 from ampere.chain.interface import UnspentOutput
-from ampere.chain.jsonrpc import BtcAmount, Dispatcher, Param, ParamType, RpcError, RpcErrorCode, RpcMethod
+from ampere.chain.jsonrpc import (
+    BtcAmount,
+    Dispatcher,
+    Param,
+    ParamType,
+    RpcError,
+    RpcErrorCode,
+    RpcMethod,
+)
 from ampere.chain.rpc_views import (
     GENESIS_COINBASE_TXID,
+    amount_param,
     block_json,
     chainwork_hex,
+    decode_tx,
     difficulty,
+    fee_rate_param,
     header_json,
+    int_param,
+    invalid_param,
+    is_hex,
     is_unspendable,
+    mempool_entry_json,
+    not_found,
+    parse_hash,
     script_pubkey_json,
     tx_json,
+    verbosity_param,
 )
+
+if TYPE_CHECKING:
+    from ampere.chain.kernel import BlockVerdict
+    from ampere.chain.mempool import MempoolEntry
 
 __all__ = [
     "ChainRpcServer",
@@ -58,6 +80,10 @@ PROTOCOL_VERSION = 70016
 # What `getnetworkinfo.version` claims: clients gate features on bitcoind's version, and this server
 # follows v28's dialect (JSON-RPC 2.0 replies, `reject-details`).
 EMULATED_BITCOIND_VERSION = 280000
+_WALLET_HINT = "Use gettransaction for wallet transactions."
+_GENESIS_COINBASE_MESSAGE = (
+    "The genesis block coinbase is not considered an ordinary transaction and cannot be retrieved"
+)
 
 
 class EmbeddedChainApi(Protocol):
@@ -73,13 +99,15 @@ class EmbeddedChainApi(Protocol):
 
     def block_height(self, block_hash: bytes) -> int | None: ...
 
+    def median_time_past(self, height: int | None = None) -> int: ...
+
     def get_transaction(self, txid: bytes) -> tuple[Transaction, bytes | None] | None: ...
 
     def get_txout(self, outpoint: OutPoint, include_mempool: bool = True) -> UnspentOutput | None: ...
 
     def mempool_txids(self) -> list[bytes]: ...
 
-    def mempool_tx(self, txid: bytes) -> Transaction | None: ...
+    def mempool_entry(self, txid: bytes) -> MempoolEntry | None: ...
 
     def submit(self, tx: Transaction) -> bytes: ...
 
@@ -87,7 +115,9 @@ class EmbeddedChainApi(Protocol):
 
     def generate(self, count: int, script_pubkey: bytes) -> list[bytes]: ...
 
-    def estimate_feerate_sat_per_kvb(self, target: int) -> int | None: ...
+    def submit_block(self, block: Block) -> BlockVerdict: ...
+
+    def estimate_feerate_sat_per_kvb(self, target: int = 6) -> int | None: ...
 
     def close(self) -> None: ...
 
@@ -120,75 +150,6 @@ def broadcast_error_to_rpc(error: BroadcastError) -> RpcError:
     return RpcError(RpcErrorCode.VERIFY_REJECTED, error.detail)
 
 
-def _invalid(message: str) -> RpcError:
-    return RpcError(RpcErrorCode.INVALID_PARAMETER, message)
-
-
-def _not_found(message: str) -> RpcError:
-    return RpcError(RpcErrorCode.INVALID_ADDRESS_OR_KEY, message)
-
-
-# --- parameter parsing ------------------------------------------------------------------------------------
-
-
-def _parse_hash(value: Any, name: str) -> bytes:
-    """A display-order hex hash to internal byte order, with ParseHashV's errors."""
-    text = str(value)
-    if len(text) != 64:
-        raise _invalid(f"{name} must be of length 64 (not {len(text)}, for '{text}')")
-    if not _is_hex(text):
-        raise _invalid(f"{name} must be hexadecimal string (not '{text}')")
-    return bytes.fromhex(text)[::-1]
-
-
-def _is_hex(text: str) -> bool:
-    return len(text) % 2 == 0 and all(char in "0123456789abcdefABCDEF" for char in text)
-
-
-def _decode_tx(value: Any) -> Transaction:
-    text = str(value)
-    if not _is_hex(text):
-        raise RpcError(RpcErrorCode.DESERIALIZATION_ERROR, "TX decode failed. Make sure the tx has at least one input.")
-    try:
-        return Transaction.parse(bytes.fromhex(text))
-    except (BitcoinError, ValueError):
-        raise RpcError(
-            RpcErrorCode.DESERIALIZATION_ERROR, "TX decode failed. Make sure the tx has at least one input."
-        ) from None
-
-
-def _int_param(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RpcError(RpcErrorCode.TYPE_ERROR, f"{name}: JSON value is not an integer as expected")
-    return value
-
-
-def _verbosity(value: Any, default: int) -> int:
-    """bitcoind's ParseVerbosity: null is the default, a bool means 0 or 1, else an integer."""
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return int(value)
-    return _int_param(value, "verbosity")
-
-
-def _fee_rate_param(value: Any, default: int) -> int:
-    """A BTC/kvB fee rate parameter in sat/kvB."""
-    if value is None:
-        return default
-    return _amount_param(value)
-
-
-def _amount_param(value: Any) -> int:
-    from ampere.chain.jsonrpc import btc_to_sat
-
-    if isinstance(value, bool):
-        raise RpcError(RpcErrorCode.TYPE_ERROR, "Amount is not a number or string")
-    try:
-        return btc_to_sat(value)
-    except ValueError as exc:
-        raise RpcError(RpcErrorCode.TYPE_ERROR, str(exc)) from None
-
 
 # --- the methods -----------------------------------------------------------------------------------------
 
@@ -206,7 +167,7 @@ class ChainRpcService:
     def _block(self, block_hash: bytes) -> Block:
         block = self.chain.get_block(block_hash)
         if block is None:
-            raise _not_found("Block not found")
+            raise not_found("Block not found")
         self._remember(block)
         return block
 
@@ -227,7 +188,10 @@ class ChainRpcService:
 
     def _median_time(self, block_hash: bytes) -> int:
         """BIP113's median of the 11 block times ending at `block_hash`."""
-        times: list[int] = []
+        height = self.chain.block_height(block_hash)
+        if height is not None:
+            return self.chain.median_time_past(height)
+        times: list[int] = []  # a block off the active chain: walk its own ancestors
         current: bytes | None = block_hash
         while current is not None and len(times) < 11:
             found = self._header(current)
@@ -253,9 +217,10 @@ class ChainRpcService:
         )
 
     def _input_value(self, outpoint: OutPoint) -> int | None:
-        parent = self.chain.mempool_tx(outpoint.txid)
+        parent = self.chain.mempool_entry(outpoint.txid)
         if parent is not None:
-            return parent.outputs[outpoint.vout].value if outpoint.vout < len(parent.outputs) else None
+            outputs = parent.tx.outputs
+            return outputs[outpoint.vout].value if outpoint.vout < len(outputs) else None
         coin = self.chain.get_txout(outpoint, False)
         return None if coin is None else coin.output.value
 
@@ -298,15 +263,15 @@ class ChainRpcService:
         return self.chain.tip_hash()[::-1].hex()
 
     def getblockhash(self, args: list[Any]) -> Any:
-        height = _int_param(args[0], "height")
+        height = int_param(args[0], "height")
         block_hash = self.chain.block_hash(height) if 0 <= height <= self.chain.tip_height() else None
         if block_hash is None:
-            raise _invalid("Block height out of range")
+            raise invalid_param("Block height out of range")
         return block_hash[::-1].hex()
 
     def getblock(self, args: list[Any]) -> Any:
-        block_hash = _parse_hash(args[0], "blockhash")
-        verbosity = _verbosity(args[1], 1)
+        block_hash = parse_hash(args[0], "blockhash")
+        verbosity = verbosity_param(args[1], 1)
         block = self._block(block_hash)
         if verbosity <= 0:
             return block.serialize().hex()
@@ -318,10 +283,10 @@ class ChainRpcService:
         return block_json(fields, block, transactions)
 
     def getblockheader(self, args: list[Any]) -> Any:
-        block_hash = _parse_hash(args[0], "blockhash")
+        block_hash = parse_hash(args[0], "blockhash")
         found = self._header(block_hash)
         if found is None:
-            raise _not_found("Block not found")
+            raise not_found("Block not found")
         header, tx_count = found
         if args[1] is False:
             return header.serialize().hex()
@@ -338,29 +303,23 @@ class ChainRpcService:
 
     # --- transactions ---------------------------------------------------------------------------------
     def getrawtransaction(self, args: list[Any]) -> Any:
-        txid = _parse_hash(args[0], "parameter 1")
-        verbosity = _verbosity(args[1], 0)
+        txid = parse_hash(args[0], "parameter 1")
+        verbosity = verbosity_param(args[1], 0)
         block_hash: bytes | None
         if args[2] is not None:
-            block_hash = _parse_hash(args[2], "parameter 3")
+            block_hash = parse_hash(args[2], "parameter 3")
             block = self.chain.get_block(block_hash)
             if block is None:
-                raise _not_found("Block hash not found")
+                raise not_found("Block hash not found")
             tx = next((candidate for candidate in block.transactions if candidate.txid == txid), None)
             if tx is None:
-                raise _not_found(
-                    "No such transaction found in the provided block. Use gettransaction for wallet transactions."
-                )
+                raise not_found(f"No such transaction found in the provided block. {_WALLET_HINT}")
         else:
             if txid == GENESIS_COINBASE_TXID:
-                raise _not_found(
-                    "The genesis block coinbase is not considered an ordinary transaction and cannot be retrieved"
-                )
+                raise not_found(_GENESIS_COINBASE_MESSAGE)
             found = self.chain.get_transaction(txid)
             if found is None:
-                raise _not_found(
-                    "No such mempool or blockchain transaction. Use gettransaction for wallet transactions."
-                )
+                raise not_found(f"No such mempool or blockchain transaction. {_WALLET_HINT}")
             tx, block_hash = found
         if verbosity <= 0:
             return tx.to_hex()
@@ -381,15 +340,16 @@ class ChainRpcService:
         return result
 
     def decoderawtransaction(self, args: list[Any]) -> Any:
-        return tx_json(_decode_tx(args[0]), self.network, include_hex=False)
+        return tx_json(decode_tx(args[0]), self.network, include_hex=False)
 
     def sendrawtransaction(self, args: list[Any]) -> Any:
-        tx = _decode_tx(args[0])
-        max_feerate = _fee_rate_param(args[1], DEFAULT_MAX_FEERATE_SAT_PER_KVB)
-        max_burn = 0 if args[2] is None else _amount_param(args[2])
+        tx = decode_tx(args[0])
+        max_feerate = fee_rate_param(args[1], DEFAULT_MAX_FEERATE_SAT_PER_KVB)
+        max_burn = 0 if args[2] is None else amount_param(args[2])
         if any(is_unspendable(txout.script_pubkey) and txout.value > max_burn for txout in tx.outputs):
             raise RpcError(
-                RpcErrorCode.VERIFY_ERROR, "Unspendable output exceeds maximum configured by user (maxburnamount)"
+                RpcErrorCode.VERIFY_ERROR,
+                "Unspendable output exceeds maximum configured by user (maxburnamount)",
             )
         if tx.txid in self.chain.mempool_txids():
             return tx.txid_hex  # bitcoind answers a resubmission with the txid, not an error
@@ -397,7 +357,8 @@ class ChainRpcService:
             fee = self._fee(tx)
             if fee is not None and fee * 1000 > max_feerate * tx.vsize:
                 raise RpcError(
-                    RpcErrorCode.VERIFY_ERROR, "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)"
+                    RpcErrorCode.VERIFY_ERROR,
+                    "Fee exceeds maximum configured by user (e.g. -maxtxfee, maxfeerate)",
                 )
         try:
             txid = self.chain.submit(tx)
@@ -410,9 +371,9 @@ class ChainRpcService:
     def testmempoolaccept(self, args: list[Any]) -> Any:
         raw_txs = args[0]
         if not 1 <= len(raw_txs) <= 25:
-            raise _invalid("Array must contain between 1 and 25 transactions.")
-        max_feerate = _fee_rate_param(args[1], DEFAULT_MAX_FEERATE_SAT_PER_KVB)
-        transactions = [_decode_tx(raw) for raw in raw_txs]
+            raise invalid_param("Array must contain between 1 and 25 transactions.")
+        max_feerate = fee_rate_param(args[1], DEFAULT_MAX_FEERATE_SAT_PER_KVB)
+        transactions = [decode_tx(raw) for raw in raw_txs]
         results = []
         for tx in transactions:
             entry: dict[str, Any] = {"txid": tx.txid_hex, "wtxid": tx.wtxid[::-1].hex()}
@@ -442,10 +403,10 @@ class ChainRpcService:
         return results
 
     def gettxout(self, args: list[Any]) -> Any:
-        txid = _parse_hash(args[0], "txid")
-        vout = _int_param(args[1], "n")
+        txid = parse_hash(args[0], "txid")
+        vout = int_param(args[1], "n")
         if vout < 0:
-            raise _invalid("Invalid parameter, vout cannot be negative")
+            raise invalid_param("Invalid parameter, vout cannot be negative")
         if vout > 0xFFFF_FFFF:
             return None
         include_mempool = True if args[2] is None else bool(args[2])
@@ -462,66 +423,32 @@ class ChainRpcService:
         }
 
     # --- mempool --------------------------------------------------------------------------------------
-    def _mempool_entry(self, txid: bytes, pool: dict[bytes, Transaction]) -> dict[str, Any]:
-        tx = pool[txid]
-        parents = sorted({txin.prevout.txid for txin in tx.inputs if txin.prevout.txid in pool})
-        children = sorted(
-            other for other, candidate in pool.items() if any(txin.prevout.txid == txid for txin in candidate.inputs)
-        )
-        ancestors = _closure(txid, lambda t: [i.prevout.txid for i in pool[t].inputs if i.prevout.txid in pool])
-        descendants = _closure(
-            txid, lambda t: [o for o, c in pool.items() if any(i.prevout.txid == t for i in c.inputs)]
-        )
-        fee = self._fee(tx) or 0
-        ancestor_fees = sum(self._fee(pool[t]) or 0 for t in ancestors)
-        descendant_fees = sum(self._fee(pool[t]) or 0 for t in descendants)
-        return {
-            "vsize": tx.vsize,
-            "weight": tx.weight,
-            "time": 0,
-            "height": self.chain.tip_height(),
-            "descendantcount": len(descendants),
-            "descendantsize": sum(pool[t].vsize for t in descendants),
-            "ancestorcount": len(ancestors),
-            "ancestorsize": sum(pool[t].vsize for t in ancestors),
-            "wtxid": tx.wtxid[::-1].hex(),
-            "fees": {
-                "base": BtcAmount(fee),
-                "modified": BtcAmount(fee),
-                "ancestor": BtcAmount(ancestor_fees),
-                "descendant": BtcAmount(descendant_fees),
-            },
-            "depends": [parent[::-1].hex() for parent in parents],
-            "spentby": [child[::-1].hex() for child in children],
-            "bip125-replaceable": True,  # full RBF: every mempool transaction can be replaced
-            "unbroadcast": False,
-        }
-
-    def _pool(self) -> dict[bytes, Transaction]:
-        pool: dict[bytes, Transaction] = {}
+    def _pool(self) -> dict[bytes, MempoolEntry]:
+        pool: dict[bytes, MempoolEntry] = {}
         for txid in self.chain.mempool_txids():
-            tx = self.chain.mempool_tx(txid)
-            if tx is not None:
-                pool[txid] = tx
+            entry = self.chain.mempool_entry(txid)
+            if entry is not None:
+                pool[txid] = entry
         return pool
 
     def getrawmempool(self, args: list[Any]) -> Any:
-        verbose = bool(args[0]) if args[0] is not None else False
+        verbose = bool(args[0])
         if args[1]:
-            raise _invalid("Verbose results cannot contain mempool sequence values.") if verbose else _invalid(
+            message = "Verbose results cannot contain mempool sequence values." if verbose else (
                 "mempool_sequence is not supported"
             )
+            raise invalid_param(message)
         if not verbose:
             return [txid[::-1].hex() for txid in self.chain.mempool_txids()]
         pool = self._pool()
-        return {txid[::-1].hex(): self._mempool_entry(txid, pool) for txid in pool}
+        return {txid[::-1].hex(): mempool_entry_json(txid, pool, self.chain.tip_height()) for txid in pool}
 
     def getmempoolentry(self, args: list[Any]) -> Any:
-        txid = _parse_hash(args[0], "txid")
+        txid = parse_hash(args[0], "txid")
         pool = self._pool()
         if txid not in pool:
-            raise _not_found("Transaction not in mempool")
-        return self._mempool_entry(txid, pool)
+            raise not_found("Transaction not in mempool")
+        return mempool_entry_json(txid, pool, self.chain.tip_height())
 
     def getmempoolinfo(self, _args: list[Any]) -> Any:
         pool = self._pool()
@@ -529,9 +456,9 @@ class ChainRpcService:
         return {
             "loaded": True,
             "size": len(pool),
-            "bytes": sum(tx.vsize for tx in pool.values()),
-            "usage": sum(len(tx.serialize()) for tx in pool.values()),
-            "total_fee": BtcAmount(sum(self._fee(tx) or 0 for tx in pool.values())),
+            "bytes": sum(entry.vsize for entry in pool.values()),
+            "usage": sum(len(entry.tx.serialize()) for entry in pool.values()),
+            "total_fee": BtcAmount(sum(entry.fee for entry in pool.values())),
             "maxmempool": 300_000_000,
             "mempoolminfee": relay_fee,
             "minrelaytxfee": relay_fee,
@@ -542,24 +469,45 @@ class ChainRpcService:
 
     # --- mining and fees ------------------------------------------------------------------------------
     def generatetoaddress(self, args: list[Any]) -> Any:
-        count = _int_param(args[0], "nblocks")
+        count = int_param(args[0], "nblocks")
         if count > MAX_GENERATE_PER_CALL:
-            raise _invalid(f"nblocks must be at most {MAX_GENERATE_PER_CALL} per call")
+            raise invalid_param(f"nblocks must be at most {MAX_GENERATE_PER_CALL} per call")
         try:
             script_pubkey = address_to_script_pubkey(str(args[1]), self.network)
         except AddressError:
-            raise _not_found("Error: Invalid address") from None
+            raise not_found("Error: Invalid address") from None
         if count <= 0:
             return []
         return [block_hash[::-1].hex() for block_hash in self.chain.generate(count, script_pubkey)]
 
+    def submitblock(self, args: list[Any]) -> Any:
+        text = str(args[0])
+        try:
+            if not is_hex(text):
+                raise ValueError("not hex")
+            block = Block.parse(bytes.fromhex(text))
+        except (BitcoinError, ValueError):
+            raise RpcError(RpcErrorCode.DESERIALIZATION_ERROR, "Block decode failed") from None
+        verdict = self.chain.submit_block(block)
+        # Compared by value: importing the kernel's enum would load libbitcoinkernel with this module.
+        status = verdict.status.value
+        if status == "connected":
+            return None
+        if status == "duplicate":
+            return "duplicate"
+        if status == "side-branch":
+            return "inconclusive"
+        return verdict.reason or verdict.result or "rejected"
+
     def estimatesmartfee(self, args: list[Any]) -> Any:
-        target = _int_param(args[0], "conf_target")
+        target = int_param(args[0], "conf_target")
         if not 1 <= target <= MAX_CONF_TARGET:
-            raise _invalid(f"Invalid conf_target, must be between 1 and {MAX_CONF_TARGET}")
+            raise invalid_param(f"Invalid conf_target, must be between 1 and {MAX_CONF_TARGET}")
         mode = "economical" if args[1] is None else str(args[1]).lower()
         if mode not in ("unset", "economical", "conservative"):
-            raise _invalid('Invalid estimate_mode parameter, must be one of: "unset", "economical", "conservative"')
+            raise invalid_param(
+                'Invalid estimate_mode parameter, must be one of: "unset", "economical", "conservative"'
+            )
         rate = self.chain.estimate_feerate_sat_per_kvb(target)
         if rate is None:
             return {"errors": ["Insufficient data or no feerate found"], "blocks": 0}
@@ -590,57 +538,74 @@ class ChainRpcService:
     def uptime(self, _args: list[Any]) -> Any:
         return int(time.monotonic() - self.started)
 
-    def methods(self) -> list[tuple[str, tuple[Param, ...], Callable[[list[Any]], Any]]]:
-        """The RPC table: name, parameters, handler."""
-        num, text, boolean, arr, anything = (
-            ParamType.NUM,
-            ParamType.STR,
-            ParamType.BOOL,
-            ParamType.ARR,
-            ParamType.ANY,
-        )
 
-        def opt(name: str, kind: ParamType) -> Param:
-            return Param(name, kind, required=False)
+def method_table(service: ChainRpcService) -> list[tuple[str, tuple[Param, ...], Callable[[list[Any]], Any]]]:
+    """The RPC table: name, parameters (bitcoind's names, for named calls), handler."""
+    num, text, boolean, arr, anything = (
+        ParamType.NUM,
+        ParamType.STR,
+        ParamType.BOOL,
+        ParamType.ARR,
+        ParamType.ANY,
+    )
 
-        return [
-            ("getblockchaininfo", (), self.getblockchaininfo),
-            ("getblockcount", (), self.getblockcount),
-            ("getbestblockhash", (), self.getbestblockhash),
-            ("getblockhash", (Param("height", num),), self.getblockhash),
-            ("getblock", (Param("blockhash", text), opt("verbosity", anything)), self.getblock),
-            ("getblockheader", (Param("blockhash", text), opt("verbose", boolean)), self.getblockheader),
-            ("getchaintips", (), self.getchaintips),
-            ("getdifficulty", (), self.getdifficulty),
-            (
-                "getrawtransaction",
-                (Param("txid", text), opt("verbose", anything), opt("blockhash", text)),
-                self.getrawtransaction,
-            ),
-            ("decoderawtransaction", (Param("hexstring", text), opt("iswitness", boolean)), self.decoderawtransaction),
-            (
-                "sendrawtransaction",
-                (Param("hexstring", text), opt("maxfeerate", anything), opt("maxburnamount", anything)),
-                self.sendrawtransaction,
-            ),
-            ("testmempoolaccept", (Param("rawtxs", arr), opt("maxfeerate", anything)), self.testmempoolaccept),
-            (
-                "gettxout",
-                (Param("txid", text), Param("n", num), opt("include_mempool", boolean)),
-                self.gettxout,
-            ),
-            ("getrawmempool", (opt("verbose", boolean), opt("mempool_sequence", boolean)), self.getrawmempool),
-            ("getmempoolentry", (Param("txid", text),), self.getmempoolentry),
-            ("getmempoolinfo", (), self.getmempoolinfo),
-            (
-                "generatetoaddress",
-                (Param("nblocks", num), Param("address", text), opt("maxtries", num)),
-                self.generatetoaddress,
-            ),
-            ("estimatesmartfee", (Param("conf_target", num), opt("estimate_mode", text)), self.estimatesmartfee),
-            ("getnetworkinfo", (), self.getnetworkinfo),
-            ("uptime", (), self.uptime),
-        ]
+    def opt(name: str, kind: ParamType) -> Param:
+        return Param(name, kind, required=False)
+
+    return [
+        ("getblockchaininfo", (), service.getblockchaininfo),
+        ("getblockcount", (), service.getblockcount),
+        ("getbestblockhash", (), service.getbestblockhash),
+        ("getblockhash", (Param("height", num),), service.getblockhash),
+        ("getblock", (Param("blockhash", text), opt("verbosity", anything)), service.getblock),
+        ("getblockheader", (Param("blockhash", text), opt("verbose", boolean)), service.getblockheader),
+        ("getchaintips", (), service.getchaintips),
+        ("getdifficulty", (), service.getdifficulty),
+        (
+            "getrawtransaction",
+            (Param("txid", text), opt("verbose", anything), opt("blockhash", text)),
+            service.getrawtransaction,
+        ),
+        (
+            "decoderawtransaction",
+            (Param("hexstring", text), opt("iswitness", boolean)),
+            service.decoderawtransaction,
+        ),
+        (
+            "sendrawtransaction",
+            (Param("hexstring", text), opt("maxfeerate", anything), opt("maxburnamount", anything)),
+            service.sendrawtransaction,
+        ),
+        (
+            "testmempoolaccept",
+            (Param("rawtxs", arr), opt("maxfeerate", anything)),
+            service.testmempoolaccept,
+        ),
+        (
+            "gettxout",
+            (Param("txid", text), Param("n", num), opt("include_mempool", boolean)),
+            service.gettxout,
+        ),
+        (
+            "getrawmempool",
+            (opt("verbose", boolean), opt("mempool_sequence", boolean)),
+            service.getrawmempool,
+        ),
+        ("getmempoolentry", (Param("txid", text),), service.getmempoolentry),
+        ("getmempoolinfo", (), service.getmempoolinfo),
+        (
+            "generatetoaddress",
+            (Param("nblocks", num), Param("address", text), opt("maxtries", num)),
+            service.generatetoaddress,
+        ),
+        (
+            "estimatesmartfee",
+            (Param("conf_target", num), opt("estimate_mode", text)),
+            service.estimatesmartfee,
+        ),
+        ("getnetworkinfo", (), service.getnetworkinfo),
+        ("uptime", (), service.uptime),
+    ]
 
 
 def _reject_reason_text(error: BroadcastError) -> str:
@@ -649,18 +614,6 @@ def _reject_reason_text(error: BroadcastError) -> str:
     if error.reason is RejectReason.MISSING_OR_SPENT_INPUTS:
         return "missing-inputs"
     return error.detail.split(", ", 1)[0]
-
-
-def _closure(start: bytes, step: Callable[[bytes], list[bytes]]) -> set[bytes]:
-    """`start` and everything reachable from it (bitcoind counts a transaction among its own ancestors)."""
-    seen = {start}
-    frontier = [start]
-    while frontier:
-        for nxt in step(frontier.pop()):
-            if nxt not in seen:
-                seen.add(nxt)
-                frontier.append(nxt)
-    return seen
 
 
 # --- the server --------------------------------------------------------------------------------------------
@@ -689,10 +642,12 @@ class ChainRpcServer:
         self._auth_failure_delay = auth_failure_delay
         self._on_stop = on_stop
         self.dispatcher = Dispatcher(http_errors=True)
-        for name, params, handler in service.methods():
+        for name, params, handler in method_table(service):
             self.dispatcher.register(RpcMethod(name, params, self._wrap(handler)))
         self.dispatcher.register(RpcMethod("stop", (), self._stop))
-        self.dispatcher.register(RpcMethod("help", (Param("command", ParamType.STR, required=False),), self._help))
+        self.dispatcher.register(
+            RpcMethod("help", (Param("command", ParamType.STR, required=False),), self._help)
+        )
         self.http = HttpServer(self._handle, limits or ServerLimits(max_body_bytes=MAX_REQUEST_BYTES))
         self.url = ""
 

@@ -92,7 +92,7 @@ def _ecdh(key: coincurve.PrivateKey, point: coincurve.PublicKey) -> bytes:
 
 
 class CipherState:
-    """One direction of the transport: a ChaCha20-Poly1305 key, its nonce, and its chaining key for rotation."""
+    """One direction of the transport: a ChaCha20-Poly1305 key, its nonce and its rotation chaining key."""
 
     __slots__ = ("_aead", "_ck", "_key", "_nonce")
 
@@ -171,7 +171,7 @@ class MessageDecryptor:
     message) or hand it whatever arrived with ``feed``.
     """
 
-    __slots__ = ("_buffer", "_body_len", "_cipher", "_state")
+    __slots__ = ("_body_len", "_buffer", "_cipher", "_state")
 
     def __init__(self, cipher: CipherState) -> None:
         self._cipher = cipher
@@ -225,15 +225,21 @@ class MessageDecryptor:
         if self._state is _DecryptState.FAILED:
             raise NoiseError("BAD_STATE", "decryptor failed earlier")
         self._buffer += data
+        buffer = self._buffer
         messages: list[bytes] = []
-        while len(self._buffer) >= self.bytes_needed:
-            needed = self.bytes_needed
-            chunk = bytes(self._buffer[:needed])
-            del self._buffer[:needed]
-            if self._state is _DecryptState.HEADER:
-                self.decrypt_header(chunk)
-            else:
-                messages.append(self.decrypt_body(chunk))
+        consumed = 0
+        try:
+            # Walk an offset and trim once: deleting each frame from the front
+            # would make a burst of small messages quadratic.
+            while len(buffer) - consumed >= (needed := self.bytes_needed):
+                chunk = bytes(buffer[consumed : consumed + needed])
+                consumed += needed
+                if self._state is _DecryptState.HEADER:
+                    self.decrypt_header(chunk)
+                else:
+                    messages.append(self.decrypt_body(chunk))
+        finally:
+            del buffer[:consumed]
         return messages
 
 

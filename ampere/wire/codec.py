@@ -190,8 +190,8 @@ def _encode_one(spec: FieldSpec, value: object, out: bytearray, schema: Schema) 
         _encode_fundamental(spec, value, out)
     elif spec.kind is FieldKind.SUBTYPE:
         sub = schema.subtype(spec.type_name)
-        if not isinstance(value, Struct):
-            raise _type_error(spec, value, f"a Struct ({sub.name})")
+        if not isinstance(value, Struct) or value.name != sub.name:
+            raise _type_error(spec, value, f"a Struct named {sub.name!r}")
         encode_layout(sub.layout, value.fields, out, schema, where=sub.name)
     else:
         if not isinstance(value, TlvStream):
@@ -260,6 +260,8 @@ def encode_tlv_stream(stream: TlvStream, spec: TlvStreamSpec, out: bytearray, sc
         record = spec.by_name.get(name)
         if record is None:
             raise EncodeError(f"{spec.name} has no record {name!r}")
+        if struct.name != name:
+            raise EncodeError(f"{spec.name}: record {name!r} holds a Struct named {struct.name!r}")
         body = bytearray()
         encode_layout(record.layout, struct.fields, body, schema, where=f"{spec.name}.{name}")
         records.append((record.type, bytes(body)))

@@ -29,6 +29,23 @@ def _frozen(mapping: Mapping[str, FieldValue]) -> Mapping[str, FieldValue]:
     return MappingProxyType(dict(mapping))
 
 
+def _brief(value: object) -> str:
+    """A log-friendly rendering: long byte strings are cut, so a 1366-byte onion stays one short line."""
+    if isinstance(value, bytes):
+        text = value[:16].hex()
+        return f"{text}…({len(value)}B)" if len(value) > 16 else (text or "''")
+    if isinstance(value, tuple):
+        inner = ", ".join(_brief(item) for item in value[:4])
+        return f"({inner}{', …' if len(value) > 4 else ''})"
+    if isinstance(value, ShortChannelId):
+        return str(value)
+    return repr(value)
+
+
+def _fields_repr(fields: Mapping[str, FieldValue]) -> str:
+    return ", ".join(f"{key}={_brief(value)}" for key, value in fields.items())
+
+
 class _FieldAccess:
     """Typed accessors shared by everything that carries named fields."""
 
@@ -93,6 +110,9 @@ class Struct(_FieldAccess):
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", _frozen(self.fields))
 
+    def __repr__(self) -> str:
+        return f"{self.name}({_fields_repr(self.fields)})"
+
 
 @dataclass(frozen=True, slots=True)
 class TlvStream:
@@ -117,6 +137,11 @@ class TlvStream:
 
     def get(self, record: str) -> Struct | None:
         return self.records.get(record)
+
+    def __repr__(self) -> str:
+        parts = [repr(struct) for struct in self.records.values()]
+        parts += [f"unknown_{t}={_brief(v)}" for t, v in self.unknown.items()]
+        return f"{self.name}[{', '.join(parts)}]"
 
     def value(self, record: str) -> FieldValue | None:
         """The value of a single-field record, or ``None`` when the record is absent."""
@@ -145,6 +170,14 @@ class Message(_FieldAccess):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", _frozen(self.fields))
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.tlvs is not None and len(self.tlvs):
+            extra = f", tlvs={self.tlvs!r}"
+        if self.extension:
+            extra += f", extension={_brief(self.extension)}"
+        return f"<{self.name} ({self.type}) {_fields_repr(self.fields)}{extra}>"
 
     def tlv(self, record: str) -> Struct | None:
         """A known TLV record of this message's extension, or ``None`` when absent."""

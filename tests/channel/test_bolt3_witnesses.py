@@ -330,6 +330,7 @@ def test_htlc_output_paths(case: VectorCase) -> None:
                 assert not sweep_valid(
                     commitment.tx, out.index, script, REMOTE_HTLC_PRIVKEY, claim, sequence=0
                 )
+
             def bad_claim(sig: bytes, script: bytes = script) -> tuple[bytes, ...]:
                 return offered_htlc_preimage_witness(sig, b"\x42" * 32, script)
 

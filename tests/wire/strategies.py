@@ -47,7 +47,10 @@ def fundamental(type_name: str) -> st.SearchStrategy[FieldValue]:
     if type_name == "short_channel_id":
         return short_channel_ids
     if type_name == "sciddir_or_pubkey":
-        return st.one_of(points, st.builds(lambda d, s: bytes((d,)) + s, st.integers(0, 1), st.binary(8, 8)))
+        return st.one_of(
+            points,
+            st.builds(lambda d, s: bytes((d,)) + s, st.integers(0, 1), st.binary(min_size=8, max_size=8)),
+        )
     size = FUNDAMENTAL_TYPES[type_name]
     assert size is not None, type_name
     return st.binary(min_size=size, max_size=size)

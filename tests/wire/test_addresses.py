@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -58,7 +60,5 @@ def test_encode_rejections() -> None:
 
 @given(st.binary(max_size=80))
 def test_random_bytes_raise_only_decode_errors(data: bytes) -> None:
-    try:
+    with contextlib.suppress(DecodeError):
         parse_addresses(data)
-    except DecodeError:
-        pass

@@ -77,7 +77,7 @@ def test_validate_dependencies() -> None:
 
 
 def test_names_and_init_combination() -> None:
-    features = combine_init_features(b"\x02", bytes.fromhex("8000") + b"")
+    features = combine_init_features(b"\x02", bytes.fromhex("0100"))
     assert features.names() == ["data_loss_protect", "var_onion_optin(required)"]
     assert Features.from_bit_numbers([201]).names() == ["bit 201"]
 

@@ -80,8 +80,12 @@ def test_uncompressed_vectors_decode_and_rebuild(case: dict[str, Any]) -> None:
         scids = _scids(expected["shortChannelIds"]["array"])
         assert short_channel_ids(msg) == scids
         assert msg.get_int("sync_complete") == expected["complete"]
-        timestamps = _pairs(expected["timestamps"]["timestamps"], "timestamp") if "timestamps" in expected else None
-        checksums = _pairs(expected["checksums"]["checksums"], "checksum") if "checksums" in expected else None
+        timestamps = (
+            _pairs(expected["timestamps"]["timestamps"], "timestamp") if "timestamps" in expected else None
+        )
+        checksums = (
+            _pairs(expected["checksums"]["checksums"], "checksum") if "checksums" in expected else None
+        )
         assert reply_timestamps(msg) == timestamps
         assert reply_checksums(msg) == checksums
         rebuilt = make_reply_channel_range(

@@ -26,6 +26,7 @@ from ampere.wire import (
     replace_fields,
 )
 from ampere.wire.errors import InvalidPointError, TlvError, UnexpectedEOFError, UnknownEvenTlvError
+from ampere.wire.values import FieldValue
 from tests.conftest import load_vectors
 from tests.wire.strategies import POINTS
 
@@ -199,9 +200,7 @@ def test_tx_signatures_subtype_array() -> None:
 
 def test_commitment_signed_signature_array() -> None:
     sigs = tuple(bytes([i]) * 64 for i in range(3))
-    msg = make_message(
-        "commitment_signed", channel_id=CHANNEL_ID, signature=bytes(64), htlc_signature=sigs
-    )
+    msg = make_message("commitment_signed", channel_id=CHANNEL_ID, signature=bytes(64), htlc_signature=sigs)
     decoded = decode_message(encode_message(msg))
     assert isinstance(decoded, Message)
     assert decoded.get_tuple("htlc_signature") == sigs
@@ -219,7 +218,10 @@ def test_record_without_data_must_be_empty() -> None:
 
 
 def test_attribution_data_fixed_arrays() -> None:
-    attribution = {"htlc_hold_times": tuple(range(20)), "truncated_hmacs": tuple(b"abcd" for _ in range(210))}
+    attribution: dict[str, FieldValue] = {
+        "htlc_hold_times": tuple(range(20)),
+        "truncated_hmacs": tuple(b"abcd" for _ in range(210)),
+    }
     msg = make_message(
         "update_fulfill_htlc",
         channel_id=CHANNEL_ID,
@@ -300,3 +302,19 @@ def test_encode_checks_the_stream_name() -> None:
         encode_message(wrong)
     with pytest.raises(EncodeError):
         encode_message(Message(999, "tx_ack_rbf", msg.fields, msg.tlvs))
+
+
+def test_struct_names_must_match_their_definitions() -> None:
+    with pytest.raises(EncodeError):
+        make_message(
+            "tx_signatures",
+            channel_id=CHANNEL_ID,
+            txid=bytes(32),
+            witnesses=(Struct("other", {"witness_data": b""}),),
+        )
+    with pytest.raises(EncodeError):
+        make_message(
+            "tx_ack_rbf",
+            channel_id=CHANNEL_ID,
+            tlvs={"require_confirmed_inputs": Struct("funding_output_contribution", {})},
+        )

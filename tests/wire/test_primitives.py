@@ -51,7 +51,9 @@ def test_unsigned_out_of_range(value: int, width: int) -> None:
         encode_uint(value, width)
 
 
-@given(st.sampled_from([2, 4, 8]).flatmap(lambda w: st.tuples(st.just(w), st.integers(0, (1 << (8 * w)) - 1))))
+@given(
+    st.sampled_from([2, 4, 8]).flatmap(lambda w: st.tuples(st.just(w), st.integers(0, (1 << (8 * w)) - 1)))
+)
 def test_truncated_roundtrip(width_value: tuple[int, int]) -> None:
     width, value = width_value
     encoded = encode_truncated(value, width)

@@ -164,7 +164,9 @@ def test_tlv_stream_accessors() -> None:
     assert list(stream) == ["tlv1", "tlv4"]
 
 
-@given(st.sampled_from(NAMESPACES).flatmap(lambda ns: tlv_streams(DEFAULT_SCHEMA.tlv_stream(ns), DEFAULT_SCHEMA)))
+@given(
+    st.sampled_from(NAMESPACES).flatmap(lambda ns: tlv_streams(DEFAULT_SCHEMA.tlv_stream(ns), DEFAULT_SCHEMA))
+)
 def test_roundtrip(stream: TlvStream) -> None:
     encoded = encode_tlv(stream, DEFAULT_SCHEMA)
     assert decode_tlv(encoded, stream.name, DEFAULT_SCHEMA) == stream
