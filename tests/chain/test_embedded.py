@@ -307,7 +307,7 @@ def test_index_rolls_back_a_branch_the_kernel_left_and_rebuilds_when_lost(tmp_pa
         coin = fund_p2wpkh(chain, ALICE, 300_000)
         spend = spend_p2wpkh([coin], [TxOut(290_000, p2wpkh_spk(BOB))])
         chain.submit(spend)
-        chain.generate(1, SINK_SCRIPT)
+        chain.generate(3, SINK_SCRIPT)
     old_index = (datadir / "index.sqlite").read_bytes()
     with EmbeddedChain(datadir) as chain:
         chain.reorg(3, SINK_SCRIPT)
