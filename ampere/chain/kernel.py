@@ -300,10 +300,9 @@ class Kernel:
         log.warning("chain in %s was not closed cleanly; reindexing from the block files", self.datadir)
         cm_options.set_wipe_dbs(True, True)
         cm = pbk.ChainstateManager(cm_options)
-        files = sorted(blocks_dir.glob("blk*.dat"))
-        if files:
-            # Its return value is falsy even when the tip came back, so the tip is what counts.
-            cm.import_blocks(files)
+        # Even with no block files the import is what loads the genesis block. Its return value is
+        # falsy even when the tip came back, so the tip is what counts.
+        cm.import_blocks(sorted(blocks_dir.glob("blk*.dat")))
         return cm
 
     # --- callbacks (called by the kernel, on this thread, inside process_block) ------------------------

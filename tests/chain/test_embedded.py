@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -301,7 +302,9 @@ def test_index_survives_catch_up_after_reorg_and_restart(tmp_path: Path) -> None
         assert coin.outpoint.txid in chain.mempool_txids()
 
 
-def test_index_rolls_back_a_branch_the_kernel_left_and_rebuilds_when_lost(tmp_path: Path) -> None:
+def test_index_rolls_back_a_branch_the_kernel_left_and_rebuilds_when_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     datadir = tmp_path / "chain"
     with EmbeddedChain(datadir) as chain:
         coin = fund_p2wpkh(chain, ALICE, 300_000)
@@ -317,7 +320,8 @@ def test_index_rolls_back_a_branch_the_kernel_left_and_rebuilds_when_lost(tmp_pa
         assert expected is not None
     # The index from before the reorg: it must roll back three blocks with the kernel's undo data.
     (datadir / "index.sqlite").write_bytes(old_index)
-    with EmbeddedChain(datadir) as chain:
+    with caplog.at_level(logging.INFO, logger="ampere.chain"), EmbeddedChain(datadir) as chain:
+        assert "replaying blocks" in caplog.text and "cannot roll" not in caplog.text
         assert chain.tip_hash() == tip
         assert chain.get_txout(coin.outpoint, include_mempool=False) == expected
         assert chain.get_transaction(spend.txid) is None

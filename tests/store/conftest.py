@@ -31,15 +31,15 @@ from ampere.store.interface import Store
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 
-def _pg_bindir() -> Path | None:
-    """The newest installed server's bin directory."""
+def _pg_bindir() -> tuple[int, Path] | None:
+    """The newest installed server's major version and bin directory."""
     found = []
     for candidate in glob.glob(PG_BIN_GLOB):
         bindir = Path(candidate)
         version = bindir.parent.name
         if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file() and version.isdigit():
             found.append((int(version), bindir))
-    return max(found)[1] if found else None
+    return max(found) if found else None
 
 
 def _free_port() -> int:
@@ -52,6 +52,7 @@ def _free_port() -> int:
 @dataclass
 class PgServer:
     bindir: Path
+    version: int
     base: Path
     port: int
     as_postgres: list[str]
@@ -68,7 +69,9 @@ class PgServer:
 
     def create_database(self) -> str:
         name = f"t{next(self._names)}"
-        self.admin(f"CREATE DATABASE {name}")
+        # FILE_COPY (PostgreSQL 15+) skips WAL-logging the template: ~10x faster per test here.
+        strategy = " STRATEGY FILE_COPY" if self.version >= 15 else ""
+        self.admin(f"CREATE DATABASE {name}{strategy}")
         return name
 
     def drop_database(self, name: str) -> None:
@@ -96,10 +99,11 @@ def _run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    bindir = _pg_bindir()
-    if bindir is None:
+    found = _pg_bindir()
+    if found is None:
         _unavailable(f"no PostgreSQL server binaries under {PG_BIN_GLOB} (Debian package: postgresql)")
         raise AssertionError("unreachable")
+    version, bindir = found
     as_postgres: list[str] = []
     owner: pwd.struct_passwd | None = None
     if os.geteuid() == 0:  # initdb refuses to run as root
@@ -131,7 +135,7 @@ def pg_server() -> Iterator[PgServer]:
             pg_ctl = [str(bindir / "pg_ctl"), "-D", data, "-l", str(base / "server.log"), "-o", options]
             start = _run([*as_postgres, *pg_ctl, "-w", "-t", "60", "start"], base)
             if start.returncode == 0:
-                server = PgServer(bindir, base, port, as_postgres)
+                server = PgServer(bindir, version, base, port, as_postgres)
                 break
         else:
             log = (base / "server.log").read_text(errors="replace")[-4000:]
