@@ -45,6 +45,7 @@ class WalletCoin:
 @dataclass(slots=True)
 class _BlockUndo:
     height: int
+    block_hash: bytes
     added: list[OutPoint]
     spent: list[WalletCoin]
 
@@ -93,13 +94,20 @@ class Wallet:
     def apply_block(self, block: BlockInfo) -> None:
         if block.height <= self.synced_height:
             return
-        undo = _BlockUndo(block.height, [], [])
+        undo = _BlockUndo(block.height, block.block_hash, [], [])
         for tx in block.transactions:
             self._apply_tx(tx, block.height, undo)
             self._unconfirmed_txs.pop(tx.txid, None)
         self.synced_height = block.height
         self._undo.append(undo)
         del self._undo[:-_UNDO_DEPTH]
+
+    def applied_hash(self, height: int) -> bytes | None:
+        """The hash of the block applied at `height`, while its undo data is kept."""
+        for undo in reversed(self._undo):
+            if undo.height == height:
+                return undo.block_hash
+        return None
 
     def undo_block(self, height: int) -> None:
         """Forget what block `height` did (it was disconnected); its transactions may return later."""

@@ -19,7 +19,7 @@ MIRROR_KEY = b"mirror"
 
 def payload(revision: int) -> bytes:
     header = revision.to_bytes(8, "big")
-    size = 512 + (revision * 7919) % 150_000
+    size = 512 + (revision * 7919) % 1_500_000
     block = hashlib.sha256(header).digest()
     body = (block * (size // 32 + 1))[:size]
     return header + body + hashlib.sha256(header + body).digest()

@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -49,12 +50,13 @@ def test_sqlite_survives_sigkill_mid_write(tmp_path: Path) -> None:
     """kill -9 a writer at random points: the reopened store holds a whole, acknowledged, latest state."""
     seed = int(os.environ.get("AMPERE_CRASH_SEED", random.randrange(1 << 32)))
     rng = random.Random(seed)
-    schedule = [rng.randrange(3, 40) for _ in range(6)]
-    print(f"crash schedule: seed={seed} commits-before-kill={schedule}")  # shown by pytest on failure
+    # (commits to wait for, then microseconds more) per round: the kill lands anywhere in a commit.
+    schedule = [(rng.randrange(1, 8), rng.randrange(20_000)) for _ in range(12)]
+    print(f"crash schedule: seed={seed} {schedule}")  # shown by pytest on failure
     path = tmp_path / "crash.sqlite"
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
     previous = 0
-    for round_no, commits in enumerate(schedule):
+    for round_no, (commits, extra_us) in enumerate(schedule):
         child = subprocess.Popen(
             [sys.executable, "-m", "tests.store.crash_writer", str(path)],
             stdout=subprocess.PIPE,
@@ -69,6 +71,7 @@ def test_sqlite_survives_sigkill_mid_write(tmp_path: Path) -> None:
                 line = child.stdout.readline()
                 assert line, f"writer died early (seed={seed}, round {round_no})"
                 acknowledged = int(line)
+            time.sleep(extra_us / 1e6)
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=30)
