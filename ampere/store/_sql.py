@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from ampere.store.errors import (
     ConcurrentModificationError,
@@ -342,7 +342,7 @@ class SqlStore(ABC):
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> SqlStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

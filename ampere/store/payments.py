@@ -216,8 +216,8 @@ class _IndexedRepository(ABC, Generic[R]):
     def _decode(self, data: bytes) -> R: ...
 
     @abstractmethod
-    def _check_transition(self, old: R, new: R) -> None:
-        """Raise `InvalidTransitionError` if `old` may not become `new`."""
+    def _check_transition(self, old: R, status: str) -> None:
+        """Raise `InvalidTransitionError` if `old` may not be rewritten with `status`."""
 
     @staticmethod
     def _status_key(record: R) -> bytes:
@@ -258,7 +258,7 @@ class _IndexedRepository(ABC, Generic[R]):
                 raise RecordNotFoundError(f"no {self._kind} {record.payment_hash.hex()}")
             if old == record:
                 return
-            self._check_transition(old, record)
+            self._check_transition(old, record.status)
             self._check_label_free(record)
             self._unindex(old)
             self._store.put(self._records, record.payment_hash, record.to_bytes())
@@ -317,16 +317,21 @@ class InvoiceRepository(_IndexedRepository[InvoiceRecord]):
     def _decode(self, data: bytes) -> InvoiceRecord:
         return InvoiceRecord.from_bytes(data)
 
-    def _check_transition(self, old: InvoiceRecord, new: InvoiceRecord) -> None:
+    def _check_transition(self, old: InvoiceRecord, status: str) -> None:
         if old.status is InvoiceStatus.PAID:
             raise InvalidTransitionError(f"invoice {old.payment_hash.hex()} is paid; it cannot change")
-        if new.status is InvoiceStatus.UNPAID and old.status is not InvoiceStatus.UNPAID:
+        if status == InvoiceStatus.UNPAID and old.status is not InvoiceStatus.UNPAID:
             raise InvalidTransitionError(f"invoice {old.payment_hash.hex()} cannot become unpaid again")
 
     def mark_paid(self, payment_hash: bytes, *, paid_at: int, received_msat: int) -> InvoiceRecord:
         with atomic(self._store):
+            old = self._require(payment_hash)
+            replayed = (old.paid_at, old.received_msat) == (paid_at, received_msat)
+            if old.status is InvoiceStatus.PAID and replayed:
+                return old  # the same settlement replayed after a restart
+            self._check_transition(old, InvoiceStatus.PAID)
             paid = replace(
-                self._require(payment_hash),
+                old,
                 status=InvoiceStatus.PAID,
                 paid_at=paid_at,
                 received_msat=received_msat,
@@ -336,7 +341,9 @@ class InvoiceRepository(_IndexedRepository[InvoiceRecord]):
 
     def mark_expired(self, payment_hash: bytes) -> InvoiceRecord:
         with atomic(self._store):
-            expired = replace(self._require(payment_hash), status=InvoiceStatus.EXPIRED)
+            old = self._require(payment_hash)
+            self._check_transition(old, InvoiceStatus.EXPIRED)
+            expired = replace(old, status=InvoiceStatus.EXPIRED)
             self.update(expired)
         return expired
 
@@ -350,7 +357,7 @@ class PaymentRepository(_IndexedRepository[PaymentRecord]):
     def _decode(self, data: bytes) -> PaymentRecord:
         return PaymentRecord.from_bytes(data)
 
-    def _check_transition(self, old: PaymentRecord, new: PaymentRecord) -> None:
+    def _check_transition(self, old: PaymentRecord, status: str) -> None:
         if old.status is PaymentStatus.COMPLETE:
             raise InvalidTransitionError(f"payment {old.payment_hash.hex()} is complete; it cannot change")
 
@@ -358,8 +365,12 @@ class PaymentRepository(_IndexedRepository[PaymentRecord]):
         self, payment_hash: bytes, *, preimage: bytes, fee_msat: int, completed_at: int
     ) -> PaymentRecord:
         with atomic(self._store):
+            old = self._require(payment_hash)
+            if old.status is PaymentStatus.COMPLETE and old.payment_preimage == preimage:
+                return old  # learned again (off-chain and on-chain, or after a restart)
+            self._check_transition(old, PaymentStatus.COMPLETE)
             done = replace(
-                self._require(payment_hash),
+                old,
                 status=PaymentStatus.COMPLETE,
                 payment_preimage=preimage,
                 fee_msat=fee_msat,
@@ -371,8 +382,10 @@ class PaymentRepository(_IndexedRepository[PaymentRecord]):
 
     def mark_failed(self, payment_hash: bytes, *, reason: str, failed_at: int) -> PaymentRecord:
         with atomic(self._store):
+            old = self._require(payment_hash)
+            self._check_transition(old, PaymentStatus.FAILED)
             failed = replace(
-                self._require(payment_hash),
+                old,
                 status=PaymentStatus.FAILED,
                 completed_at=failed_at,
                 failure=reason,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,10 +55,8 @@ def test_transaction_round_trip(tx: Transaction) -> None:
 
 @given(st.binary(max_size=300))
 def test_parse_garbage_raises_only_deserialization_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(DeserializationError):
         Transaction.parse(data)
-    except DeserializationError:
-        pass
 
 
 @given(transactions, st.data())
@@ -123,10 +123,8 @@ def test_build_script_uses_minimal_pushes() -> None:
 
 @given(st.binary(max_size=200))
 def test_parse_script_raises_only_script_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ScriptError):
         parse_script(data)
-    except ScriptError:
-        pass
 
 
 def test_multisig_sorts_keys_and_witness_program() -> None:

@@ -139,3 +139,21 @@ def test_open_store_picks_postgres_by_url(pg_server: PgServer) -> None:
             store.close()
     finally:
         pg_server.drop_database(dbname)
+
+
+@pytest.mark.postgres
+def test_postgres_reconnects_after_losing_the_server_session(pg_server: PgServer) -> None:
+    dbname = pg_server.create_database()
+    try:
+        with PostgresStore(pg_server.dsn(dbname)) as store:
+            store.put("ns", b"k", b"v")
+            pg_server.admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{dbname}' AND pid <> pg_backend_pid()"
+            )
+            with pytest.raises(StoreError):  # the call that discovers the loss fails: it may not have run
+                store.get("ns", b"k")
+            assert store.get("ns", b"k") == b"v"
+            assert store._conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    finally:
+        pg_server.drop_database(dbname)

@@ -107,8 +107,8 @@ def test_transaction_commits_together(store: Store) -> None:
         store.delete("ns", b"old")
         store.put_revisioned("ns", b"r", 3, b"R")
         assert store.get("ns", b"a") == b"A"  # a transaction reads its own writes
-        assert store.in_transaction
-    assert not store.in_transaction
+        inside = store.in_transaction
+    assert inside and not store.in_transaction
     assert store.items("ns") == [(b"a", b"A"), (b"r", b"R")]
 
 
@@ -134,9 +134,8 @@ def test_nested_transaction_raises_and_rolls_back(store: Store) -> None:
         with store.transaction():
             pass
     assert store.get("ns", b"k") is None
-    with store.transaction():
-        with atomic(store):  # repositories compose into an open transaction instead
-            store.put("ns", b"k", b"v")
+    with store.transaction(), atomic(store):  # repositories compose into an open transaction instead
+        store.put("ns", b"k", b"v")
     assert store.get("ns", b"k") == b"v"
 
 

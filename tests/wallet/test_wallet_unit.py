@@ -52,7 +52,7 @@ def test_tracks_receipts_and_spends_and_undoes_a_block() -> None:
     assert len(change) == 1 and change[0].height == 2
     assert change[0].value == spend.outputs[1].value
     fee = funding.outputs[0].value - spend.total_output_value()
-    assert 0 < fee and change[0].value + 20_000 + fee == 50_000
+    assert fee > 0 and change[0].value + 20_000 + fee == 50_000
 
     wallet.undo_block(2)
     assert [coin.outpoint for coin in wallet.coins()] == [OutPoint(funding.txid, 0)]
