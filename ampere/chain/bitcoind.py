@@ -33,8 +33,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# 0.0002 BTC/kvB: what regtest setups commonly give bitcoind's own wallet as -fallbackfee.
-DEFAULT_FALLBACK_SAT_PER_KVB = 20_000
+# The embedded chain's fixed regtest estimate (ampere.chain.embedded.FALLBACK_FEERATE_SAT_PER_KVB), so that
+# a node behaves alike on either backend; not imported, as that module loads libbitcoinkernel.
+DEFAULT_FALLBACK_SAT_PER_KVB = 2_000
 _MAX_CONF_TARGET = 1008
 _BATCH_SIZE = 500
 

@@ -434,10 +434,9 @@ class ChainRpcService:
     def getrawmempool(self, args: list[Any]) -> Any:
         verbose = bool(args[0])
         if args[1]:
-            message = "Verbose results cannot contain mempool sequence values." if verbose else (
-                "mempool_sequence is not supported"
-            )
-            raise invalid_param(message)
+            if verbose:
+                raise invalid_param("Verbose results cannot contain mempool sequence values.")
+            raise invalid_param("mempool_sequence is not supported")
         if not verbose:
             return [txid[::-1].hex() for txid in self.chain.mempool_txids()]
         pool = self._pool()

@@ -65,7 +65,7 @@ def status_of(raw: bytes) -> int:
     return int(raw.split(b" ", 2)[1])
 
 
-# --- client and server together ------------------------------------------------------------------------
+# --- client and server together -------------------------------------------------------------------
 
 
 def test_keep_alive_reuses_one_connection() -> None:
@@ -224,7 +224,7 @@ def test_for_url() -> None:
         HttpClient.for_url("https://example.com/")
 
 
-# --- limits -------------------------------------------------------------------------------------------------
+# --- limits ---------------------------------------------------------------------------------------
 
 
 def test_oversized_body_gets_413_and_the_client_can_read_it() -> None:
@@ -336,7 +336,7 @@ def test_garbage_never_kills_the_server(garbage: bytes) -> None:
     run(scenario, ServerLimits(header_timeout=1, body_timeout=1))
 
 
-# --- lifecycle ---------------------------------------------------------------------------------------
+# --- lifecycle ------------------------------------------------------------------------------------
 
 
 def test_close_lets_a_running_handler_finish() -> None:
@@ -383,7 +383,7 @@ def test_unix_socket(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-# --- auth helpers ------------------------------------------------------------------------------------
+# --- auth helpers ---------------------------------------------------------------------------------
 
 
 def test_basic_auth_round_trip() -> None:

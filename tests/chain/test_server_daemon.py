@@ -33,11 +33,11 @@ from ampere.bitcoin.script import p2wpkh_script
 from ampere.bitcoin.signing import sign_p2wpkh_input
 from ampere.bitcoin.tx import SEQUENCE_LOCKTIME_ONLY, OutPoint, Transaction, TxIn, TxOut
 
-CHAIN_COMMAND = [sys.executable, "-m", "ampere.cli.chain_command"]
+CHAIN_COMMAND = [sys.executable, "-m", "ampere.cli.main", "chain"]
 STARTUP_TIMEOUT = 60.0
 
 
-# --- shared helpers ------------------------------------------------------------------------------------------
+# --- shared helpers -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -184,7 +184,7 @@ def coinbase_outpoint(daemon: ChainDaemon, height: int) -> tuple[OutPoint, int]:
     return OutPoint.from_display(coinbase["txid"], 0), int(coinbase["vout"][0]["value"] * 100_000_000)
 
 
-# --- fixtures -----------------------------------------------------------------------------------------------
+# --- fixtures -------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +205,7 @@ def mature_coin(daemon: ChainDaemon, wallet: Wallet) -> tuple[OutPoint, int]:
     return coinbase_outpoint(daemon, wallet.next_coinbase_height())
 
 
-# --- files and process -----------------------------------------------------------------------------------
+# --- files and process ----------------------------------------------------------------------------
 
 
 def test_cookie_and_rpc_json(daemon: ChainDaemon) -> None:
@@ -218,7 +218,7 @@ def test_cookie_and_rpc_json(daemon: ChainDaemon) -> None:
     assert daemon.url.startswith("http://127.0.0.1:")
 
 
-# --- chain queries ----------------------------------------------------------------------------------------
+# --- chain queries --------------------------------------------------------------------------------
 
 
 def test_blockchain_queries(daemon: ChainDaemon, funded: Wallet) -> None:
@@ -256,9 +256,9 @@ def test_blockchain_queries(daemon: ChainDaemon, funded: Wallet) -> None:
 
 
 def test_amounts_are_btc_with_eight_decimals(daemon: ChainDaemon, funded: Wallet) -> None:
-    _status, _headers, body = daemon.http(b'{"method":"getblock","params":["%s",2],"id":1}' % (
-        daemon.rpc("getblockhash", 3).encode()
-    ))
+    _status, _headers, body = daemon.http(
+        b'{"method":"getblock","params":["%s",2],"id":1}' % (daemon.rpc("getblockhash", 3).encode())
+    )
     assert b'"value":50.00000000' in body
     _status, _headers, body = daemon.http(b'{"method":"estimatesmartfee","params":[6],"id":1}')
     assert b'"feerate":0.00002000' in body
@@ -344,7 +344,7 @@ def test_rejections_carry_bitcoinds_codes(daemon: ChainDaemon, funded: Wallet, k
     assert result["reject-reason"].startswith(reason)
 
 
-# --- bad input ------------------------------------------------------------------------------------------------
+# --- bad input ------------------------------------------------------------------------------------
 
 
 def assert_alive(daemon: ChainDaemon) -> None:
@@ -354,17 +354,40 @@ def assert_alive(daemon: ChainDaemon) -> None:
 @pytest.mark.parametrize(
     ("method", "params", "http_status", "code", "message"),
     [
-        ("sendrawtransaction", ["zz"], 500, -22, "TX decode failed. Make sure the tx has at least one input."),
-        ("sendrawtransaction", ["00"], 500, -22, "TX decode failed. Make sure the tx has at least one input."),
-        ("testmempoolaccept", [["0200"]], 500, -22, "TX decode failed. Make sure the tx has at least one input."),
+        (
+            "sendrawtransaction",
+            ["zz"],
+            500,
+            -22,
+            "TX decode failed. Make sure the tx has at least one input.",
+        ),
+        (
+            "sendrawtransaction",
+            ["00"],
+            500,
+            -22,
+            "TX decode failed. Make sure the tx has at least one input.",
+        ),
+        (
+            "testmempoolaccept",
+            [["0200"]],
+            500,
+            -22,
+            "TX decode failed. Make sure the tx has at least one input.",
+        ),
         ("nosuchmethod", [], 404, -32601, "Method not found"),
         ("getblockhash", [10**9], 500, -8, "Block height out of range"),
         ("getblockhash", [-1], 500, -8, "Block height out of range"),
         ("getblock", ["00" * 32], 500, -5, "Block not found"),
         ("getblock", ["abc"], 500, -8, "blockhash must be of length 64 (not 3, for 'abc')"),
         ("getblock", ["zz" * 32], 500, -8, "blockhash must be hexadecimal string (not '" + "zz" * 32 + "')"),
-        ("getrawtransaction", ["11" * 32], 500, -5,
-         "No such mempool or blockchain transaction. Use gettransaction for wallet transactions."),
+        (
+            "getrawtransaction",
+            ["11" * 32],
+            500,
+            -5,
+            "No such mempool or blockchain transaction. Use gettransaction for wallet transactions.",
+        ),
         ("getmempoolentry", ["11" * 32], 500, -5, "Transaction not in mempool"),
         ("generatetoaddress", [1, "bc1qnotregtest"], 500, -5, "Error: Invalid address"),
         ("estimatesmartfee", [0], 500, -8, "Invalid conf_target, must be between 1 and 1008"),
@@ -385,13 +408,21 @@ def test_bad_requests_get_bitcoinds_errors(
 def test_json_rpc_2_errors_are_http_200(daemon: ChainDaemon) -> None:
     status, _headers, body = daemon.http(b'{"jsonrpc":"2.0","id":9,"method":"nosuchmethod"}')
     assert status == 200
-    assert json.loads(body) == {"jsonrpc": "2.0", "error": {"code": -32601, "message": "Method not found"}, "id": 9}
+    assert json.loads(body) == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32601, "message": "Method not found"},
+        "id": 9,
+    }
 
 
 def test_parse_error(daemon: ChainDaemon) -> None:
     status, _headers, body = daemon.http(b'{"method": "getblockcount",')
     assert status == 500
-    assert json.loads(body) == {"result": None, "error": {"code": -32700, "message": "Parse error"}, "id": None}
+    assert json.loads(body) == {
+        "result": None,
+        "error": {"code": -32700, "message": "Parse error"},
+        "id": None,
+    }
     assert_alive(daemon)
 
 
@@ -418,7 +449,11 @@ def test_http_method_and_path(daemon: ChainDaemon) -> None:
 
 def test_batch_request(daemon: ChainDaemon) -> None:
     body = json.dumps(
-        [{"method": "getblockcount", "id": 1}, {"method": "nosuch", "id": 2}, {"method": "getblockhash", "params": [0], "id": 3}]
+        [
+            {"method": "getblockcount", "id": 1},
+            {"method": "nosuch", "id": 2},
+            {"method": "getblockhash", "params": [0], "id": 3},
+        ]
     ).encode()
     status, _headers, data = daemon.http(body)
     replies = json.loads(data)
@@ -426,27 +461,53 @@ def test_batch_request(daemon: ChainDaemon) -> None:
     assert replies[1]["error"]["code"] == -32601 and replies[2]["result"].startswith("0f9188f1")
 
 
-# --- fuzz ------------------------------------------------------------------------------------------------------
+# --- fuzz -----------------------------------------------------------------------------------------
 
 METHODS = [
-    "getblockchaininfo", "getblockcount", "getbestblockhash", "getblockhash", "getblock", "getblockheader",
-    "getrawtransaction", "decoderawtransaction", "sendrawtransaction", "testmempoolaccept", "gettxout",
-    "getrawmempool", "getmempoolentry", "getmempoolinfo", "estimatesmartfee", "getnetworkinfo", "uptime",
-    "getchaintips", "getdifficulty", "submitblock", "help", "generatetoaddress", "nosuchmethod",
+    "getblockchaininfo",
+    "getblockcount",
+    "getbestblockhash",
+    "getblockhash",
+    "getblock",
+    "getblockheader",
+    "getrawtransaction",
+    "decoderawtransaction",
+    "sendrawtransaction",
+    "testmempoolaccept",
+    "gettxout",
+    "getrawmempool",
+    "getmempoolentry",
+    "getmempoolinfo",
+    "estimatesmartfee",
+    "getnetworkinfo",
+    "uptime",
+    "getchaintips",
+    "getdifficulty",
+    "submitblock",
+    "help",
+    "generatetoaddress",
+    "nosuchmethod",
 ]
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.text(max_size=80),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(max_size=80),
     st.sampled_from(["00" * 32, "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206", "zz"]),
     st.decimals(allow_nan=False, allow_infinity=False, places=9),
 )
 json_values = st.recursive(
-    json_scalars, lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 requests = st.fixed_dictionaries(
     {"method": st.sampled_from(METHODS)},
     optional={
-        "params": st.lists(json_values, max_size=4) | st.dictionaries(st.text(max_size=12), json_values, max_size=3),
+        "params": st.lists(json_values, max_size=4)
+        | st.dictionaries(st.text(max_size=12), json_values, max_size=3),
         "id": json_scalars,
         "jsonrpc": st.sampled_from(["1.0", "2.0", "3.0"]),
     },
@@ -484,7 +545,7 @@ def test_fuzz_request_bodies(daemon: ChainDaemon, funded: Wallet, body: bytes) -
     assert_alive(daemon)
 
 
-# --- shutdown and restart ---------------------------------------------------------------------------------------
+# --- shutdown and restart -------------------------------------------------------------------------
 
 
 def test_stop_and_restart_keep_the_chain(tmp_path: Path) -> None:

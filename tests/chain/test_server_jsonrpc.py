@@ -60,7 +60,7 @@ def handle(body: bytes | str, http_errors: bool = True) -> tuple[int, Any]:
     return status, None if reply is None else json.loads(reply)
 
 
-# --- replies as bitcoind writes them ------------------------------------------------------------------------
+# --- replies as bitcoind writes them --------------------------------------------------------------
 
 
 def test_legacy_success_has_result_error_and_id() -> None:
@@ -175,7 +175,7 @@ def test_ids_and_numbers_survive_exactly() -> None:
     assert raw is not None and raw.endswith(b'"id":[1.10,{"a":1E+400}]}\n')
 
 
-# --- JSON text ----------------------------------------------------------------------------------------------
+# --- JSON text ------------------------------------------------------------------------------------
 
 
 def test_loads_uses_decimal() -> None:
@@ -209,7 +209,7 @@ def test_dumps_escapes_and_refuses_floats_it_cannot_write() -> None:
         dumps(object())
 
 
-# --- amounts ------------------------------------------------------------------------------------------
+# --- amounts --------------------------------------------------------------------------------------
 
 
 @given(st.integers(min_value=0, max_value=MAX_MONEY))
