@@ -18,7 +18,7 @@ from typing import Any
 from ampere.bitcoin.block import Block
 from ampere.bitcoin.errors import BitcoinError
 from ampere.bitcoin.tx import OutPoint, Transaction, TxOut
-from ampere.chain.errors import BroadcastError, ChainError, ChainUnavailableError, RejectReason
+from ampere.chain.errors import BroadcastError, ChainError, ChainUnavailableError, NotFoundError, RejectReason
 from ampere.chain.http import HttpClient, HttpConnectionError, HttpError, HttpTimeoutError, basic_auth_value
 from ampere.chain.interface import BlockInfo, UnspentOutput, btc_per_kvb_to_sat_per_kw
 from ampere.chain.jsonrpc import RpcError, RpcErrorCode, btc_to_sat, dumps, loads
@@ -53,6 +53,11 @@ class BitcoindRpcError(ChainError):
     def not_found(self) -> bool:
         """An unknown block, transaction or height, as bitcoind reports them (-5 and -8)."""
         return self.code in (RpcErrorCode.INVALID_ADDRESS_OR_KEY, RpcErrorCode.INVALID_PARAMETER)
+
+
+def _not_found_or(error: BitcoindRpcError) -> ChainError:
+    """The backend-neutral NotFoundError for an unknown block or height, else the error itself."""
+    return NotFoundError(str(error)) if error.not_found else error
 
 
 # --- bitcoind's reject strings ------------------------------------------------------------------------
@@ -267,7 +272,10 @@ class BitcoindChain:
         return _hash(await self.call("getbestblockhash"))
 
     async def block_hash(self, height: int) -> bytes:
-        return _hash(await self.call("getblockhash", height))
+        try:
+            return _hash(await self.call("getblockhash", height))
+        except BitcoindRpcError as exc:
+            raise _not_found_or(exc) from exc
 
     async def chain_hash(self) -> bytes:
         """The genesis block hash in internal byte order (BOLT's `chain_hash`)."""
@@ -283,7 +291,7 @@ class BitcoindChain:
         header, raw = await self.batch([("getblockheader", [shown, True]), ("getblock", [shown, 0])])
         for item in (header, raw):
             if isinstance(item, BitcoindRpcError):
-                raise item
+                raise _not_found_or(item)
         return _block_info(_as_int(header.get("height"), "getblockheader"), _parse_block(raw))
 
     async def get_txout(self, outpoint: OutPoint, include_mempool: bool = True) -> UnspentOutput | None:

@@ -25,7 +25,7 @@ from types import TracebackType
 from ampere.bitcoin.block import Block, assemble_block
 from ampere.bitcoin.errors import DeserializationError
 from ampere.bitcoin.tx import OutPoint, Transaction
-from ampere.chain.errors import BlockRejectedError, ChainError
+from ampere.chain.errors import BlockRejectedError, ChainError, NotFoundError
 from ampere.chain.index import ChainIndex, ChainIndexError
 from ampere.chain.interface import BlockInfo, TxStatus, UnspentOutput, btc_per_kvb_to_sat_per_kw
 from ampere.chain.kernel import BlockVerdict, EventKind, Kernel, KernelError, VerdictStatus
@@ -395,7 +395,7 @@ class EmbeddedChainBackend:
     async def block_hash(self, height: int) -> bytes:
         block_hash = self.chain.block_hash(height)
         if block_hash is None:
-            raise ChainError(f"no block at height {height}")
+            raise NotFoundError(f"no block at height {height}")
         return block_hash
 
     async def block_at(self, height: int) -> BlockInfo:
@@ -404,7 +404,7 @@ class EmbeddedChainBackend:
     async def block_by_hash(self, block_hash: bytes) -> BlockInfo:
         info = self.chain.block_info(block_hash)
         if info is None:
-            raise ChainError(f"unknown block {block_hash[::-1].hex()}")
+            raise NotFoundError(f"unknown block {block_hash[::-1].hex()}")
         return info
 
     async def get_txout(self, outpoint: OutPoint, include_mempool: bool = True) -> UnspentOutput | None:

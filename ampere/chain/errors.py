@@ -48,5 +48,9 @@ class BlockRejectedError(ChainError):
         self.detail = detail
 
 
+class NotFoundError(ChainError):
+    """The chain has no such block (or height), whichever backend was asked."""
+
+
 class ChainUnavailableError(ChainError):
     """The backend cannot be reached (bitcoind down, wrong credentials, ...)."""
