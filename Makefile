@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test lint typecheck contracts unit demo bench fuzz clean
+.PHONY: all install test lint typecheck contracts unit demo bench fuzz clean interop-venv
 
 all: test
 
@@ -24,7 +24,7 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: $(STAMP) interop-venv
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 -q tests
 
 test: lint typecheck contracts unit
@@ -34,6 +34,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# pyln-proto (an independent BOLT 8 implementation) for tests/interop, in its own virtualenv.
+interop-venv:
+	bash tests/interop/setup_interop_venv.sh
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -m fuzz tests
