@@ -1,0 +1,54 @@
+"""The running daemon: a started `Node` behind the RPC server, until a signal or `stop`.
+
+Start order: node (wallet rescan, peers), then the RPC server (TCP, then the Unix socket), then
+`rpc.json`, so that a client finding `rpc.json` finds a node ready to answer. Stop order is the
+reverse, and `rpc.json` goes first so that nobody is sent to a closing port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from ampere.api.jsonrpc import JsonRpcProcessor
+from ampere.api.node_methods import register_node_methods
+from ampere.api.registry import MethodRegistry
+from ampere.api.server import RpcServer
+from ampere.node.bootstrap import Prepared
+from ampere.node.config import NodeConfig
+from ampere.node.node import Node
+
+__all__ = ["build_registry", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def build_registry(node: Node) -> MethodRegistry:
+    """Every method the node serves; the channel issues register theirs here too."""
+    registry = MethodRegistry()
+    register_node_methods(registry, node)
+    return registry
+
+
+async def serve(config: NodeConfig, prepared: Prepared) -> int:
+    node = await Node.open(config, prepared.keys, fresh_seed=prepared.fresh_seed)
+    server: RpcServer | None = None
+    try:
+        await node.start()
+        server = RpcServer(JsonRpcProcessor(build_registry(node)), prepared.tokens)
+        url = await server.listen_tcp(config.rpc_host, config.rpc_port)
+        socket_path = await server.listen_unix(config.datadir.rpc_socket)
+        config.datadir.write_rpc_info(url, socket_path)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, node.request_stop)
+        log.info("ampere node %s ready (RPC %s)", node.node_id.hex(), url)
+        await node.stop_requested.wait()
+        log.info("shutting down")
+    finally:
+        config.datadir.clear_rpc_info()
+        if server is not None:
+            await server.close()
+        await node.close()
+    return 0
