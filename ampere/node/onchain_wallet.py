@@ -64,28 +64,12 @@ class NodeWallet:
         self._store = store
         self._chain = chain
         self._network = network
-        # Coins spent by transactions still in the mempool: `listfunds` no longer shows them.
-        self._spent_unconfirmed: dict[OutPoint, bytes] = {}
-        self._restore_receive_index()
-
-    def _restore_receive_index(self) -> None:
         raw = self._store.get(WALLET, _NEXT_RECEIVE)
-        self._next_receive = 0 if raw is None else int(raw.decode("ascii"))
-        # Wallet has no setter for its index: asking for the addresses already issued moves it on.
-        while self._next_receive and self._receive_index(self.wallet.new_address()) + 1 < self._next_receive:
-            pass
-
-    def _receive_index(self, address: str) -> int:
-        path = self.wallet.keychain.lookup(address_to_script_pubkey(address, self._network))
-        assert path is not None  # the wallet derived it
-        return path.index
+        self.wallet.skip_to_index(0 if raw is None else int(raw.decode("ascii")))
 
     # --- ChainListener --------------------------------------------------------------------------------
     async def block_connected(self, block: BlockInfo) -> None:
         self.wallet.apply_block(block)
-        if self._spent_unconfirmed:
-            for outpoint in [op for op in self._spent_unconfirmed if self.wallet.coin(op) is None]:
-                del self._spent_unconfirmed[outpoint]
 
     async def block_disconnected(self, height: int, block_hash: bytes) -> None:
         try:
@@ -94,25 +78,16 @@ class NodeWallet:
             log.error("wallet cannot undo block %d: %s; restart the node to rescan", height, exc)
 
     async def transaction_seen(self, tx: Transaction) -> None:
-        self._note_spends(tx)
         self.wallet.apply_unconfirmed(tx)
 
     async def transaction_dropped(self, txid: bytes) -> None:
         self.wallet.drop_unconfirmed(txid)
-        for outpoint in [op for op, spender in self._spent_unconfirmed.items() if spender == txid]:
-            del self._spent_unconfirmed[outpoint]
-
-    def _note_spends(self, tx: Transaction) -> None:
-        for txin in tx.inputs:
-            if self.wallet.coin(txin.prevout) is not None:
-                self._spent_unconfirmed[txin.prevout] = tx.txid
 
     # --- queries -------------------------------------------------------------------------------------
     def new_address(self) -> str:
         address = self.wallet.new_address()
         # Persisted before the address leaves the node: after a crash it is never handed out again.
-        self._next_receive = max(self._next_receive, self._receive_index(address) + 1)
-        self._store.put(WALLET, _NEXT_RECEIVE, str(self._next_receive).encode("ascii"))
+        self._store.put(WALLET, _NEXT_RECEIVE, str(self.wallet.next_index()).encode("ascii"))
         return address
 
     def new_script_pubkey(self) -> bytes:
@@ -126,8 +101,7 @@ class NodeWallet:
                 script_pubkey_to_address(coin.script_pubkey, self._network),
                 coin.height,
             )
-            for coin in self.wallet.coins()
-            if coin.outpoint not in self._spent_unconfirmed
+            for coin in self.wallet.coins(include_spent_unconfirmed=False)
         ]
 
     # --- spending ------------------------------------------------------------------------------------

@@ -76,6 +76,16 @@ class Wallet:
     def new_script_pubkey(self) -> bytes:
         return self.keychain.script_pubkey(self._next_path(RECEIVE_CHAIN))
 
+    def next_index(self, chain: int = RECEIVE_CHAIN) -> int:
+        """The index the next new address of `chain` will use."""
+        return self._next_index[chain]
+
+    def skip_to_index(self, next_index: int, chain: int = RECEIVE_CHAIN) -> None:
+        """Never hand out indexes below `next_index` (restored after a restart)."""
+        if next_index > self._next_index[chain]:
+            self._next_index[chain] = next_index
+            self.keychain.ensure_derived(chain, next_index + GAP_LIMIT)
+
     def _next_path(self, chain: int) -> KeyPath:
         index = self._next_index[chain]
         self._next_index[chain] = index + 1
@@ -176,8 +186,12 @@ class Wallet:
             self._mark_used(path)
 
     # --- what we have --------------------------------------------------------------------------------
-    def coins(self) -> list[WalletCoin]:
-        return sorted(self._coins.values(), key=lambda c: (c.height is None, c.height or 0, c.outpoint))
+    def coins(self, *, include_spent_unconfirmed: bool = True) -> list[WalletCoin]:
+        """Our coins, oldest first; optionally without those a mempool transaction already spends."""
+        coins: Iterable[WalletCoin] = self._coins.values()
+        if not include_spent_unconfirmed:
+            coins = [coin for coin in coins if coin.outpoint not in self._spent_unconfirmed]
+        return sorted(coins, key=lambda c: (c.height is None, c.height or 0, c.outpoint))
 
     def spendable_coins(self, tip_height: int, min_confirmations: int = 1) -> list[WalletCoin]:
         result = []
