@@ -25,7 +25,7 @@ contracts: $(STAMP)
 	$(BIN)/lint-imports
 
 unit: $(STAMP) interop-venv
-	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 -q tests
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist loadscope -q tests
 
 test: lint typecheck contracts unit
 
