@@ -6,6 +6,8 @@ It is a thin shell around the pure `transitions.step`: it keeps the current stat
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ampere.channel.signer import ChannelSigner, SignerState
 from ampere.channel.twoway.actions import Action, Error, HtlcReceived, SendMessage
 from ampere.channel.twoway.common import Context
@@ -16,7 +18,7 @@ from ampere.channel.twoway.ledger import irrevocable
 from ampere.channel.twoway.messages import WarningMessage, parse_message
 from ampere.channel.twoway.persistence import deserialize_state
 from ampere.channel.twoway.reestablish import disconnect
-from ampere.channel.twoway.state import ChannelState
+from ampere.channel.twoway.state import PRE_FUNDING_PHASES, ChannelState, Phase
 from ampere.channel.twoway.transitions import step
 from ampere.wire import Message, UnknownMessage
 from ampere.wire.features import Features
@@ -81,8 +83,11 @@ class Channel:
         feerate_estimate_per_kw: int | None = None,
     ) -> Channel:
         """A channel from its persisted bytes, as after a restart: disconnected, with the peer's
-        unsigned updates forgotten, and the signer's counters brought up to date."""
+        unsigned updates forgotten, and the signer's counters brought up to date. A channel that
+        was still negotiating its opening is forgotten (nothing of it is on chain)."""
         state = disconnect(deserialize_state(data))
+        if state.phase in PRE_FUNDING_PHASES:
+            state = replace(state, phase=Phase.ABORTED, failure="restarted while opening")
         signer.restore(signer_state_for(state))
         return cls(state, signer, config, feerate_estimate_per_kw)
 

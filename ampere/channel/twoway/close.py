@@ -1,10 +1,7 @@
-"""Closing (BOLT 2 "Channel Close"): shutdown, legacy closing_signed fee negotiation, failing
-the channel, errors from the peer, and what the chain reports about the funding output — the
-transitions of the closing phases, as a table.
-
-`option_simple_close` (closing_complete/closing_sig) is not negotiated: we do not advertise it,
-so a peer must not send those messages; if one does we warn. TODO: implement it once the node
-advertises feature 60/61.
+"""Closing (BOLT 2 "Channel Close"): shutdown, fee negotiation (legacy closing_signed with
+fee_range, or closing_complete/closing_sig from `simple_close` when both peers advertise
+option_simple_close), failing the channel, errors from the peer, and what the chain reports about
+the funding output: the transitions of the closing phases, as a table.
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ from __future__ import annotations
 from contextlib import suppress
 from dataclasses import replace
 
-from ampere.bitcoin.script import Op, witness_program
 from ampere.bitcoin.tx import Transaction
 from ampere.channel.transactions.closing import (
     ClosingTransaction,
@@ -23,7 +19,6 @@ from ampere.channel.transactions.closing import (
 )
 from ampere.channel.transactions.commitment import commitment_number_from_tx
 from ampere.channel.transactions.errors import TransactionBuildError
-from ampere.channel.transactions.funding import FundingOutput
 from ampere.channel.twoway.actions import (
     Action,
     Broadcast,
@@ -33,7 +28,15 @@ from ampere.channel.twoway.actions import (
     OpenFailed,
     SendMessage,
 )
-from ampere.channel.twoway.common import Context, Handler, Transition, compact, der, signed_local_commitment
+from ampere.channel.twoway.common import (
+    Context,
+    Handler,
+    Transition,
+    compact,
+    der,
+    funding_output,
+    signed_local_commitment,
+)
 from ampere.channel.twoway.errors import ChannelError, CommandError, ErrorResponse
 from ampere.channel.twoway.events import (
     FailChannel,
@@ -43,6 +46,7 @@ from ampere.channel.twoway.events import (
     ShutdownCommand,
 )
 from ampere.channel.twoway.ledger import View, has_unsigned_local_updates, obscuring_factor, snapshot
+from ampere.channel.twoway.limits import valid_shutdown_script
 from ampere.channel.twoway.messages import (
     ClosingComplete,
     ClosingSig,
@@ -50,6 +54,12 @@ from ampere.channel.twoway.messages import (
     ErrorMessage,
     Shutdown,
     WarningMessage,
+)
+from ampere.channel.twoway.simple_close import (
+    closing_complete_received,
+    closing_sig_received,
+    propose_simple_close,
+    uses_simple_close,
 )
 from ampere.channel.twoway.state import (
     PRE_FUNDING_PHASES,
@@ -61,22 +71,11 @@ from ampere.channel.twoway.state import (
 from ampere.channel.twoway.update import sign_commitment
 from ampere.wire.features import Feature
 
-__all__ = ["TRANSITIONS", "fail_channel", "propose_closing", "shutdown_progress", "valid_shutdown_script"]
+__all__ = ["TRANSITIONS", "fail_channel", "propose_closing", "shutdown_progress", "start_negotiation"]
 
 # 1 + 1 + (1 + 73) * 2 + 1 + 71: item count, the CHECKMULTISIG dummy, two signatures with their
 # sighash byte, the 2-of-2 script; plus 2 for the segwit marker and flag.
 _CLOSING_WITNESS_WEIGHT = 224
-
-
-def valid_shutdown_script(script: bytes, anysegwit: bool) -> bool:
-    """BOLT 2 shutdown scriptpubkey forms (OP_RETURN only comes with option_simple_close)."""
-    program = witness_program(script)
-    if program is None:
-        return False
-    version, data = program
-    if version == 0:
-        return len(data) in (20, 32)
-    return anysegwit and 2 <= len(data) <= 40 and script[0] != Op.OP_0
 
 
 # --- failing the channel ----------------------------------------------------------------------------
@@ -136,8 +135,8 @@ def shutdown_command(state: ChannelState, cmd: ShutdownCommand, ctx: Context) ->
     if state.shutdown.local_requested:
         raise CommandError("shutdown already requested")
     script = state.local_shutdown_script if cmd.scriptpubkey is None else cmd.scriptpubkey
-    if not valid_shutdown_script(script, state.both_support(Feature.SHUTDOWN_ANYSEGWIT)):
-        raise CommandError("shutdown script is not a standard segwit script")
+    if not valid_shutdown_script(state, script):
+        raise CommandError("shutdown script is not in an allowed form")
     state = replace(
         state,
         phase=Phase.SHUTDOWN,
@@ -153,7 +152,7 @@ def shutdown_received(state: ChannelState, msg: Shutdown, ctx: Context) -> Trans
         if shutdown.remote_script == msg.scriptpubkey:
             return Transition(state)  # retransmitted after a reconnection
         raise ChannelError("peer sent a second shutdown with another script", ErrorResponse.DISCONNECT)
-    if not valid_shutdown_script(msg.scriptpubkey, state.both_support(Feature.SHUTDOWN_ANYSEGWIT)):
+    if not valid_shutdown_script(state, msg.scriptpubkey):
         raise ChannelError("shutdown scriptpubkey is not in an allowed form", ErrorResponse.WARN)
     _, remote = state.require_params()
     if (
@@ -196,24 +195,22 @@ def shutdown_progress(result: Transition, ctx: Context) -> Transition:
             actions += (SendMessage(Shutdown(state.channel_id, state.local_shutdown_script)),)
             state = replace(state, shutdown=replace(shutdown, local_sent=True))
     if state.shutdown.local_sent and state.shutdown.remote_script is not None and _quiescent(state):
-        state = replace(state, phase=Phase.NEGOTIATING, negotiation=Negotiation())
-        if state.is_opener:
-            proposed = propose_closing(state, ctx)
-            state, actions = proposed.state, actions + proposed.actions
+        started = start_negotiation(replace(state, phase=Phase.NEGOTIATING, negotiation=Negotiation()), ctx)
+        state, actions = started.state, actions + started.actions
     return Transition(state, actions)
 
 
+def start_negotiation(state: ChannelState, ctx: Context) -> Transition:
+    """Open fee negotiation (again, after a reconnection): with option_simple_close both sides
+    propose their own transaction; otherwise the opener sends the first closing_signed."""
+    if uses_simple_close(state):
+        return propose_simple_close(state, ctx)
+    if state.is_opener:
+        return propose_closing(state, ctx)
+    return Transition(state)
+
+
 # --- closing_signed -----------------------------------------------------------------------------------
-
-
-def _funding(state: ChannelState) -> FundingOutput:
-    local, remote = state.require_params()
-    return FundingOutput(
-        state.require_funding(),
-        state.funding_sat,
-        local.basepoints.funding_pubkey,
-        remote.basepoints.funding_pubkey,
-    )
 
 
 def _closing_tx(
@@ -224,7 +221,7 @@ def _closing_tx(
     local, remote = state.require_params()
     remote_script = state.shutdown.remote_script or b""
     snap = snapshot(state.require_ledger(), View.LOCAL)
-    funding = _funding(state)
+    funding = funding_output(state)
     try:
         if ours:
             return build_legacy_closing_tx(
@@ -356,7 +353,13 @@ def late_closing_signed(state: ChannelState, msg: ClosingSigned, ctx: Context) -
 
 
 def simple_close_received(state: ChannelState, msg: ClosingComplete | ClosingSig, ctx: Context) -> Transition:
-    raise ChannelError("option_simple_close was not negotiated", ErrorResponse.WARN)
+    if not uses_simple_close(state) or state.phase not in (Phase.NEGOTIATING, Phase.CLOSING):
+        raise ChannelError(
+            f"unexpected {msg.NAME}: option_simple_close was not negotiated", ErrorResponse.WARN
+        )
+    if isinstance(msg, ClosingComplete):
+        return closing_complete_received(state, msg, ctx)
+    return closing_sig_received(state, msg, ctx)
 
 
 # --- the chain ------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ampere.bitcoin.keys import compact_to_der, der_to_compact, is_low_s
 from ampere.bitcoin.tx import Transaction
 from ampere.channel.signer import ChannelSigner
 from ampere.channel.transactions.commitment import CommitmentTransaction
+from ampere.channel.transactions.funding import FundingOutput
 from ampere.channel.transactions.htlc import htlc_transactions
 from ampere.channel.transactions.signing import (
     finalize_commitment,
@@ -40,6 +41,7 @@ __all__ = [
     "Transition",
     "compact",
     "der",
+    "funding_output",
     "local_commitment",
     "sign_remote_commitment",
     "signed_local_commitment",
@@ -143,6 +145,16 @@ def sign_remote_commitment(
         revoke_sent_after_commit=False,
     )
     return ledger, message
+
+
+def funding_output(state: ChannelState) -> FundingOutput:
+    local, remote = state.require_params()
+    return FundingOutput(
+        state.require_funding(),
+        state.funding_sat,
+        local.basepoints.funding_pubkey,
+        remote.basepoints.funding_pubkey,
+    )
 
 
 def signed_local_commitment(state: ChannelState, ctx: Context) -> Transaction:

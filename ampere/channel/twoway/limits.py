@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ampere.bitcoin.script import Op, witness_program
 from ampere.channel.transactions.fees import (
     ANCHOR_OUTPUT_SAT,
     MAX_FEERATE_PER_KW,
@@ -44,6 +45,7 @@ __all__ = [
     "check_offered_params",
     "check_outgoing_add",
     "check_outgoing_fee",
+    "valid_shutdown_script",
 ]
 
 # BOLT 2: cltv_expiry at or above 500000000 would be a timestamp.
@@ -134,6 +136,27 @@ def check_initial_commitment(
     to_opener_sat, to_accepter_sat = (opener_msat - fee_msat) // 1000, push_msat // 1000
     if to_opener_sat <= reserve_sat and to_accepter_sat <= reserve_sat:
         raise ChannelError("both to_local and to_remote are at or below channel_reserve_satoshis")
+
+
+def valid_shutdown_script(state: ChannelState, script: bytes) -> bool:
+    """BOLT 2 shutdown scriptpubkey forms: v0 P2WPKH/P2WSH; v1-16 programs of 2-40 bytes with
+    option_shutdown_anysegwit; a single-push OP_RETURN with option_simple_close."""
+    program = witness_program(script)
+    if program is not None:
+        version, data = program
+        if version == 0:
+            return len(data) in (20, 32)
+        return state.both_support(Feature.SHUTDOWN_ANYSEGWIT) and 2 <= len(data) <= 40
+    if not state.both_support(Feature.SIMPLE_CLOSE) or script[:1] != bytes([Op.OP_RETURN]):
+        return False
+    if len(script) >= 2 and 6 <= script[1] <= 75:
+        return len(script) == 2 + script[1]
+    return (
+        len(script) >= 3
+        and script[1] == Op.OP_PUSHDATA1
+        and 76 <= script[2] <= 80
+        and len(script) == 3 + script[2]
+    )
 
 
 # --- HTLCs ----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ampere.channel.twoway.actions import Action, ChannelClosed, CloseType, OpenFailed, SendMessage
-from ampere.channel.twoway.close import propose_closing, shutdown_progress
+from ampere.channel.twoway.close import shutdown_progress, start_negotiation
 from ampere.channel.twoway.common import Context, Handler, Transition
 from ampere.channel.twoway.errors import ChannelError, ErrorResponse
 from ampere.channel.twoway.events import Disconnected, Reconnected
@@ -176,8 +176,8 @@ def reestablish_received(state: ChannelState, msg: ChannelReestablish, ctx: Cont
         messages.append(Shutdown(state.channel_id, state.local_shutdown_script))
     state = replace(state, connection=Connection.LIVE)
     actions: tuple[Action, ...] = tuple(SendMessage(message) for message in messages)
-    if state.phase is Phase.NEGOTIATING and state.is_opener:
-        proposed = propose_closing(state, ctx)
+    if state.phase is Phase.NEGOTIATING:
+        proposed = start_negotiation(state, ctx)
         state, actions = proposed.state, actions + proposed.actions
     elif (
         state.phase is Phase.CLOSING

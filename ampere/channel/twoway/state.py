@@ -33,7 +33,7 @@ from ampere.bitcoin.tx import OutPoint, Transaction
 from ampere.channel.transactions.fees import CommitmentFormat
 from ampere.channel.transactions.keys import ChannelBasepoints
 from ampere.channel.twoway.errors import ChannelError
-from ampere.channel.twoway.messages import ClosingSigned, CommitmentSigned, RevokeAndAck
+from ampere.channel.twoway.messages import ClosingComplete, ClosingSigned, CommitmentSigned, RevokeAndAck
 from ampere.wire.features import Feature, Features
 
 __all__ = [
@@ -300,6 +300,8 @@ class Negotiation:
     our_max_fee_sat: int = 0
     their_fee_sat: int | None = None
     last_sent: ClosingSigned | None = None
+    # option_simple_close: our last closing_complete, until its closing_sig arrives.
+    last_complete: ClosingComplete | None = None
 
 
 @dataclass(frozen=True, slots=True)

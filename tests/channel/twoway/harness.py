@@ -191,14 +191,19 @@ def funding_transaction(script_pubkey: bytes, amount_sat: int) -> Transaction:
     )
 
 
-def make_peer(name: str, config: ChannelConfig | None = None, shutdown_script: bytes | None = None) -> Peer:
+def make_peer(
+    name: str,
+    config: ChannelConfig | None = None,
+    shutdown_script: bytes | None = None,
+    features: Features = FEATURES,
+) -> Peer:
     root = hashlib.sha256(name.encode()).digest()
     script = shutdown_script or p2wpkh_script(bytes([3]) + hashlib.sha256(b"wallet" + name.encode()).digest())
     channel = Channel.new(
         InMemorySigner(root),
         chain_hash=CHAIN_HASH,
-        local_features=FEATURES,
-        remote_features=FEATURES,
+        local_features=features,
+        remote_features=features,
         shutdown_script=script,
         config=config,
         feerate_estimate_per_kw=FEERATE,
@@ -296,8 +301,11 @@ def open_pair(
     alice_config: ChannelConfig | None = None,
     bob_config: ChannelConfig | None = None,
     feerate: int = FEERATE,
+    features: Features = FEATURES,
 ) -> Pair:
-    pair = Pair(make_peer("alice", alice_config), make_peer("bob", bob_config))
+    pair = Pair(
+        make_peer("alice", alice_config, features=features), make_peer("bob", bob_config, features=features)
+    )
     alice, bob = pair.alice, pair.bob
     alice.handle(
         OpenChannelCommand(hashlib.sha256(b"temp").digest(), funding_sat, push_msat, feerate, channel_type)

@@ -24,6 +24,7 @@ from ampere.channel.twoway import (
     ChannelConfig,
     ChannelError,
     ChannelState,
+    ChannelType,
     Disconnected,
     FailHtlc,
     FailMalformedHtlc,
@@ -41,8 +42,9 @@ from ampere.channel.twoway import (
 )
 from ampere.channel.twoway.common import Context
 from ampere.channel.twoway.transitions import step
-from ampere.wire import WireError, decode_message, encode_message
-from tests.channel.twoway.harness import check_conservation, open_pair
+from ampere.wire import Features, WireError, decode_message, encode_message
+from ampere.wire.features import Feature
+from tests.channel.twoway.harness import FEATURES, check_conservation, open_pair
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,10 @@ class Sample:
     message: bytes
 
 
-@cache
-def samples() -> tuple[Sample, ...]:
-    """Every delivery of a dance with concurrent updates, a fee change and a close."""
-    pair = open_pair(push_msat=300_000_000)
+def _dance(channel_type: ChannelType, features: Features) -> list[Sample]:
+    """Every delivery of a dance with concurrent updates, a fee change, a reconnection and a
+    close, with the receiver's state just before it."""
+    pair = open_pair(channel_type, push_msat=300_000_000, features=features)
     found: list[Sample] = []
 
     def deliver_all() -> None:
@@ -73,7 +75,6 @@ def samples() -> tuple[Sample, ...]:
     pair.pay(pair.bob, 7_000_000)
     deliver_all()
     pair.pay(pair.bob, 3_000_000, sign=False)
-    pair.bob.handle(FailHtlc(0, b"x")) if pair.bob.received else None
     pair.alice.handle(UpdateFeeCommand(3000))
     pair.alice.handle(SignCommitment())
     deliver_all()
@@ -82,7 +83,14 @@ def samples() -> tuple[Sample, ...]:
     deliver_all()
     pair.alice.handle(ShutdownCommand())
     deliver_all()
-    return tuple(found)
+    return found
+
+
+@cache
+def samples() -> tuple[Sample, ...]:
+    legacy = _dance(ChannelType.STATIC_REMOTEKEY, FEATURES)
+    simple = _dance(ChannelType.ANCHORS, FEATURES.with_feature(Feature.SIMPLE_CLOSE))
+    return (*legacy, *simple)
 
 
 def _context(sample: Sample) -> Context:

@@ -83,3 +83,14 @@ def test_summary_balances_add_up_to_the_capacity() -> None:
     assert ledger is not None
     assert all(entry.onion == b"" for entry in ledger.htlcs if entry.offered)
     assert all(len(entry.onion) == 1366 for entry in ledger.htlcs if not entry.offered)
+
+
+def test_restart_while_opening_forgets_the_channel() -> None:
+    from ampere.channel.twoway import OpenChannelCommand, Phase
+    from tests.channel.twoway.harness import FEERATE, make_peer
+
+    alice = make_peer("alice")
+    alice.handle(OpenChannelCommand(bytes(32), 1_000_000, 0, FEERATE))
+    assert alice.persisted is not None
+    restored = Channel.restore(alice.persisted, InMemorySigner(alice.root))
+    assert restored.state.phase is Phase.ABORTED

@@ -102,9 +102,8 @@ def test_reconnect_at_every_point_of_the_dance(cut: int, variant: str) -> None:
         # state never becomes durable and the messages waiting for it never leave.
         peer = run.last_actor
         assert peer is not None
-        if not peer.last_persisted:
-            pytest.skip("the last action changed no state")
-        peer.crash_and_restore(before_last_persist=True)
+        # When that action changed no state there is no write to interrupt: the crash is a plain one.
+        peer.crash_and_restore(before_last_persist=bool(peer.last_persisted))
         last_mover = peer
     pair.disconnect()
     for peer in (pair.alice, pair.bob):
