@@ -81,6 +81,21 @@ def _basepoints(message: OpenChannel | AcceptChannel) -> ChannelBasepoints:
     )
 
 
+def _their_params(message: OpenChannel | AcceptChannel) -> SideParams:
+    """The peer's side of the channel, as its open_channel or accept_channel declares it."""
+    return SideParams(
+        dust_limit_sat=message.dust_limit_satoshis,
+        max_htlc_value_in_flight_msat=message.max_htlc_value_in_flight_msat,
+        channel_reserve_sat=message.channel_reserve_satoshis,
+        htlc_minimum_msat=message.htlc_minimum_msat,
+        to_self_delay=message.to_self_delay,
+        max_accepted_htlcs=message.max_accepted_htlcs,
+        basepoints=_basepoints(message),
+        first_per_commitment_point=message.first_per_commitment_point,
+        upfront_shutdown_script=message.upfront_shutdown_script or b"",
+    )
+
+
 def _our_params(ctx: Context, funding_sat: int, reserve_sat: int) -> SideParams:
     config = ctx.config
     return SideParams(
@@ -252,17 +267,7 @@ def accept_received(state: ChannelState, msg: AcceptChannel, ctx: Context) -> Tr
         state.commitment_format.has_anchors,
         msg.channel_reserve_satoshis,
     )
-    remote = SideParams(
-        dust_limit_sat=msg.dust_limit_satoshis,
-        max_htlc_value_in_flight_msat=msg.max_htlc_value_in_flight_msat,
-        channel_reserve_sat=msg.channel_reserve_satoshis,
-        htlc_minimum_msat=msg.htlc_minimum_msat,
-        to_self_delay=msg.to_self_delay,
-        max_accepted_htlcs=msg.max_accepted_htlcs,
-        basepoints=_basepoints(msg),
-        first_per_commitment_point=msg.first_per_commitment_point,
-        upfront_shutdown_script=msg.upfront_shutdown_script or b"",
-    )
+    remote = _their_params(msg)
     state = replace(state, phase=Phase.WAIT_FUNDING_TX, remote=remote, minimum_depth=msg.minimum_depth)
     return Transition(state, (RequestFundingTransaction(_funding_script(state), state.funding_sat),))
 
@@ -359,17 +364,7 @@ def _accept(state: ChannelState, msg: OpenChannel, ctx: Context) -> Transition:
     )
     reserve = max(config.reserve_for(msg.funding_satoshis), config.dust_limit_sat, msg.dust_limit_satoshis)
     local = _our_params(ctx, msg.funding_satoshis, reserve)
-    remote = SideParams(
-        dust_limit_sat=msg.dust_limit_satoshis,
-        max_htlc_value_in_flight_msat=msg.max_htlc_value_in_flight_msat,
-        channel_reserve_sat=msg.channel_reserve_satoshis,
-        htlc_minimum_msat=msg.htlc_minimum_msat,
-        to_self_delay=msg.to_self_delay,
-        max_accepted_htlcs=msg.max_accepted_htlcs,
-        basepoints=_basepoints(msg),
-        first_per_commitment_point=msg.first_per_commitment_point,
-        upfront_shutdown_script=msg.upfront_shutdown_script or b"",
-    )
+    remote = _their_params(msg)
     basepoints = local.basepoints
     reply = AcceptChannel(
         temporary_channel_id=msg.temporary_channel_id,
