@@ -36,8 +36,9 @@ def test_the_whole_demo_runs_and_every_verdict_is_as_narrated() -> None:
     result = _demo()
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "Alice (张三)" in out and "Bob (李四)" in out
-    for chapter in ("A force close", "A breach", "Anchor outputs"):
+    assert "张三 (Alice)" in out and "李四 (Bob)" in out
+    chapters = ("A micropayment channel", "A two-way channel", "A force close", "A breach", "Anchor outputs")
+    for chapter in chapters:
         assert chapter in out
     # Each rejection is shown with the kernel's reason, in bitcoind's words.
     assert "✘ rejected  to_local sweep at 5 confirmations: non-BIP68-final" in out
@@ -49,7 +50,10 @@ def test_the_whole_demo_runs_and_every_verdict_is_as_narrated() -> None:
     assert "bad-txns-inputs-missingorspent" in out
     assert "min relay fee not met" in out
     assert "✔ accepted  HTLC-success with Alice's fee input" in out
-    assert out.count("the channel's 1,000,000 sat") == 3
+    assert "✘ rejected  the refund one block early" in out
+    assert "✔ accepted  张三 (Alice)'s commitment #2 (testmempoolaccept, not broadcast)" in out
+    # The three channels of the transaction-level chapters and the two micropayment channels.
+    assert out.count("the channel's 1,000,000 sat") == 5
     assert "NOT AS EXPECTED" not in out and "DOES NOT HOLD" not in out
     assert "verdicts as expected" in out
 
@@ -58,7 +62,7 @@ def test_options_pick_chapters_delay_and_datadir(tmp_path: Path) -> None:
     result = _demo("--only", "force-close", "--to-self-delay", "3", "--datadir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "to_local sweep at 2 confirmations: non-BIP68-final" in result.stdout
-    assert "A breach" not in result.stdout
+    assert "A breach" not in result.stdout and "micropayment" not in result.stdout
     assert (tmp_path / "chain" / "index.sqlite").exists()  # kept, as asked
 
     listing = _demo("--list")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ampere.cli.demo import rsmc
+from ampere.cli.demo import micropayment, rsmc, twoway
 from ampere.cli.demo.context import DemoContext
 
 
@@ -23,6 +23,16 @@ class Chapter:
 
 
 CHAPTERS: tuple[Chapter, ...] = (
+    Chapter(
+        "micropayment",
+        "a one-way channel: 1,000 payments, a refused update, settlement and a refund after the locktime",
+        micropayment.micropayment,
+    ),
+    Chapter(
+        "two-way",
+        "张三 (Alice) and 李四 (Bob) fund 1 BTC each; an HTLC of 0.5 BTC; old commitments revoked",
+        twoway.two_way,
+    ),
     Chapter(
         "force-close",
         "a commitment on chain: to_remote, to_local after the delay, HTLC-success and HTLC-timeout",

@@ -14,8 +14,8 @@ from ampere.cli.demo.channel_kit import SINK_SCRIPT, Party
 from ampere.cli.demo.narrator import Narrator
 
 # The seed's two-way story names them so.
-ALICE_NAME = "Alice (张三)"
-BOB_NAME = "Bob (李四)"
+ALICE_NAME = "张三 (Alice)"
+BOB_NAME = "李四 (Bob)"
 
 
 @dataclass
@@ -72,6 +72,18 @@ class DemoContext:
             self.narrator.detail(f"txid {tx.txid_hex}  ({tx.vsize} vB)")
         try:
             self.chain.submit(tx)
+        except BroadcastError as error:
+            self.narrator.verdict(what, False, error.detail, as_expected=error.reason is expect)
+            return False
+        self.narrator.verdict(what, True, as_expected=expect is None)
+        return True
+
+    def test_accept(self, what: str, tx: Transaction, expect: RejectReason | None = None) -> bool:
+        """Ask the chain whether it would take `tx` now (bitcoind's `testmempoolaccept`) without
+        broadcasting it; narrated and recorded as `submit` does."""
+        self.narrator.detail(f"txid {tx.txid_hex}  ({tx.vsize} vB), tested only: not broadcast")
+        try:
+            self.chain.test_accept(tx)
         except BroadcastError as error:
             self.narrator.verdict(what, False, error.detail, as_expected=error.reason is expect)
             return False

@@ -46,6 +46,11 @@ class Narrator:
             self.surprises.append(f"{what}: {'accepted' if accepted else 'rejected: ' + reason}")
         self.console.print(line)
 
+    def message(self, sender: str, receiver: str, name: str, detail: str = "") -> None:
+        """A peer message as it crosses the wire (decoded from the bytes that were sent)."""
+        suffix = f"  [dim]{detail}[/dim]" if detail else ""
+        self.console.print(f"  {sender} → {receiver}  [bold magenta]{name}[/bold magenta]{suffix}")
+
     def check(self, what: str, holds: bool) -> None:
         """A fact the story relies on (a balance adds up, a key matches), shown and counted."""
         if holds:
