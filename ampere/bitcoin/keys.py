@@ -174,3 +174,29 @@ def verify_compact(pubkey: bytes, signature: bytes, digest: bytes) -> bool:
         return verify_der(pubkey, compact_to_der(signature), digest)
     except InvalidKeyError:
         return False
+
+
+def sign_recoverable(secret: bytes, digest: bytes) -> bytes:
+    """65-byte r||s||recovery_id signature over a 32-byte digest (RFC 6979 nonce, low S)."""
+    if len(digest) != 32:
+        raise InvalidKeyError("digest must be 32 bytes")
+    try:
+        return bytes(coincurve.PrivateKey(secret).sign_recoverable(digest, hasher=None))
+    except ValueError as exc:
+        raise InvalidKeyError("invalid private key") from exc
+
+
+def recover_pubkey(signature: bytes, digest: bytes) -> bytes:
+    """The compressed key that made the r||s||recovery_id `signature` over `digest`.
+
+    High-S signatures are accepted and recovered as transmitted, as libsecp256k1 does.
+    """
+    if len(signature) != 65 or signature[64] > 3:
+        raise InvalidKeyError("recoverable signature must be 64 bytes plus a recovery id 0..3")
+    if len(digest) != 32:
+        raise InvalidKeyError("digest must be 32 bytes")
+    try:
+        key = coincurve.PublicKey.from_signature_and_message(signature, digest, hasher=None)
+    except (ValueError, TypeError) as exc:
+        raise InvalidKeyError("signature is not recoverable") from exc
+    return bytes(key.format(compressed=True))
