@@ -12,6 +12,7 @@ performing the effects that follow them.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeAlias
@@ -29,6 +30,7 @@ __all__ = [
     "ChannelClosed",
     "ChannelReady",
     "CloseType",
+    "CommitmentRevoked",
     "Error",
     "HtlcFailed",
     "HtlcFulfilled",
@@ -37,6 +39,7 @@ __all__ = [
     "OpenFailed",
     "PersistState",
     "RequestFundingTransaction",
+    "RevokedHtlc",
     "SendMessage",
     "WatchFunding",
 ]
@@ -157,6 +160,70 @@ class ChannelClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class RevokedHtlc:
+    """One HTLC of a revoked peer commitment; `offered` is True when we offered it."""
+
+    offered: bool
+    htlc_id: int
+    amount_msat: int
+    payment_hash: bytes
+    cltv_expiry: int
+
+
+_REVOKED_HEADER = struct.Struct(">BQQQIH")
+_REVOKED_HTLC = struct.Struct(">BQQ32sI")
+_REVOKED_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CommitmentRevoked:
+    """The peer revoked its commitment `commitment_number`: what punishing it needs that the chain
+    cannot tell (its HTLCs), with its balances (our view, before fees) and feerate so that the exact
+    transaction can be rebuilt. The node appends it to the revocation log in the same store
+    transaction as the state that follows it; a watchtower needs the same record."""
+
+    channel_id: bytes
+    commitment_number: int
+    local_msat: int
+    remote_msat: int
+    feerate_per_kw: int
+    htlcs: tuple[RevokedHtlc, ...]
+
+    def to_bytes(self) -> bytes:
+        """Compact form (about 53 bytes per HTLC), without the channel id, the store's key."""
+        header = _REVOKED_HEADER.pack(
+            _REVOKED_VERSION,
+            self.commitment_number,
+            self.local_msat,
+            self.remote_msat,
+            self.feerate_per_kw,
+            len(self.htlcs),
+        )
+        return header + b"".join(
+            _REVOKED_HTLC.pack(h.offered, h.htlc_id, h.amount_msat, h.payment_hash, h.cltv_expiry)
+            for h in self.htlcs
+        )
+
+    @classmethod
+    def from_bytes(cls, channel_id: bytes, data: bytes) -> CommitmentRevoked:
+        """Raises ValueError on bytes that are not a record of this version."""
+        if len(data) < _REVOKED_HEADER.size:
+            raise ValueError("revocation record too short")
+        version, number, local, remote, feerate, count = _REVOKED_HEADER.unpack_from(data)
+        if version != _REVOKED_VERSION:
+            raise ValueError(f"unknown revocation record version {version}")
+        if len(data) != _REVOKED_HEADER.size + count * _REVOKED_HTLC.size:
+            raise ValueError("revocation record length does not match its HTLC count")
+        htlcs = []
+        for i in range(count):
+            offered, *rest = _REVOKED_HTLC.unpack_from(data, _REVOKED_HEADER.size + i * _REVOKED_HTLC.size)
+            if offered > 1:
+                raise ValueError(f"bad direction byte {offered} in revocation record")
+            htlcs.append(RevokedHtlc(bool(offered), *rest))
+        return cls(channel_id, number, local, remote, feerate, tuple(htlcs))
+
+
+@dataclass(frozen=True, slots=True)
 class OpenFailed:
     """Opening stopped before anything reached the chain; the wallet may release its inputs."""
 
@@ -184,6 +251,7 @@ Action: TypeAlias = (
     | HtlcFulfilled
     | HtlcFailed
     | ChannelClosed
+    | CommitmentRevoked
     | OpenFailed
     | Error
 )

@@ -12,10 +12,12 @@ from dataclasses import replace
 from ampere.bitcoin.hashes import sha256
 from ampere.channel.twoway.actions import (
     Action,
+    CommitmentRevoked,
     HtlcFailed,
     HtlcFulfilled,
     HtlcOffered,
     HtlcReceived,
+    RevokedHtlc,
     SendMessage,
 )
 from ampere.channel.twoway.common import (
@@ -337,6 +339,40 @@ def commitment_signed_received(state: ChannelState, msg: CommitmentSigned, ctx: 
     return auto_sign(Transition(state, (SendMessage(revocation), *events)), ctx)
 
 
+def remote_commitment_record(state: ChannelState, ledger: Ledger, number: int) -> CommitmentRevoked:
+    """The content of the peer's commitment `number` (its newest or an older one), read from the
+    marks: an update is in it when that commitment or an earlier one first included it."""
+
+    def within(remote: int | None) -> bool:
+        return remote is not None and remote <= number
+
+    local, remote = ledger.local_balance_msat, ledger.remote_balance_msat
+    htlcs: list[RevokedHtlc] = []
+    for entry in ledger.htlcs:
+        if not within(entry.add.remote):
+            continue
+        removal = entry.removal
+        if removal is not None and within(removal.marks.remote):
+            if removal.kind is RemovalKind.FULFILL:
+                moved = entry.amount_msat if entry.offered else -entry.amount_msat
+                local, remote = local - moved, remote + moved
+            continue
+        if entry.offered:
+            local -= entry.amount_msat
+        else:
+            remote -= entry.amount_msat
+        htlcs.append(
+            RevokedHtlc(
+                entry.offered, entry.htlc_id, entry.amount_msat, entry.payment_hash, entry.cltv_expiry
+            )
+        )
+    feerate = ledger.feerate_per_kw
+    for update in ledger.fee_updates:
+        if within(update.marks.remote):
+            feerate = update.feerate_per_kw
+    return CommitmentRevoked(state.channel_id, number, local, remote, feerate, tuple(htlcs))
+
+
 def revoke_and_ack_received(state: ChannelState, msg: RevokeAndAck, ctx: Context) -> Transition:
     ledger = state.require_ledger()
     if not ledger.awaiting_revocation or ledger.remote_prev_point is None:
@@ -362,8 +398,9 @@ def revoke_and_ack_received(state: ChannelState, msg: RevokeAndAck, ctx: Context
         remote_secrets=store.to_bytes(),
     )
     events = _irrevocable_events(state, ledger, updated, ctx)
+    record = remote_commitment_record(state, ledger, revoked)
     state = replace(state, ledger=prune(updated))
-    return auto_sign(Transition(state, events), ctx)
+    return auto_sign(Transition(state, (record, *events)), ctx)
 
 
 # --- chain ----------------------------------------------------------------------------------------------

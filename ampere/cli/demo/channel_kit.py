@@ -26,7 +26,7 @@ from ampere.bitcoin.network import Network
 from ampere.bitcoin.script import Op, build_script, p2wsh_script
 from ampere.bitcoin.sighash import SigHash
 from ampere.bitcoin.signing import sign_p2wpkh_input
-from ampere.bitcoin.tx import SEQUENCE_RBF, OutPoint, Transaction, TxIn, TxOut
+from ampere.bitcoin.tx import OutPoint, Transaction, TxOut
 from ampere.chain.embedded import EmbeddedChain
 from ampere.channel.sweep import (
     build_sweep_tx,
@@ -44,7 +44,6 @@ from ampere.channel.transactions import (
     Htlc,
     HtlcDirection,
     HtlcTransaction,
-    HtlcTxKind,
     OutputKind,
     build_commitment,
     commitment_number_from_tx,
@@ -60,7 +59,6 @@ from ampere.channel.transactions import (
     verify_commitment_signature,
     verify_remote_htlc_signature,
 )
-from ampere.channel.transactions.closing import dust_threshold_sat
 from ampere.channel.transactions.commitment import CommitmentOutput
 from ampere.channel.transactions.htlc import htlc_transaction_for_output
 from ampere.channel.transactions.signing import (
@@ -70,16 +68,15 @@ from ampere.channel.transactions.signing import (
     to_remote_anchors_witness,
     to_remote_witness,
 )
-from ampere.channel.transactions.weights import MAX_SIGNATURE_SIZE, input_weight, witness_weight
 from ampere.crypto.keys import derive_privkey, derive_revocation_privkey
 from ampere.crypto.shachain import PerCommitmentSecretGenerator, ShachainStore
 from ampere.errors import AmpereError
+from ampere.onchain.fees import grow_for_fee as _grow_for_fee
 from ampere.wallet.wallet import Wallet
 
 # Blocks mined only to let time pass pay an anyone-can-spend P2WSH(OP_TRUE): nobody's balance.
 SINK_SCRIPT = p2wsh_script(build_script(Op.OP_1))
 COINBASE_MATURITY = 100
-_P2WPKH_INPUT_WEIGHT = input_weight(witness_weight(MAX_SIGNATURE_SIZE, 33))
 
 
 class KitError(AmpereError):
@@ -548,26 +545,3 @@ def _check_key(privkey: bytes, expected_pubkey: bytes, what: str) -> None:
     # mismatch is a kit bug that would otherwise surface as a puzzling script failure.
     if pubkey_from_secret(privkey) != expected_pubkey:
         raise KitError(f"derived {what} does not match the commitment's")
-
-
-def _grow_for_fee(
-    htlc_tx: HtlcTransaction, coin: FeeCoin, change_script: bytes, feerate_per_kw: int
-) -> Transaction:
-    """The zero-fee HTLC transaction with `coin` as input 1 and change as output 1.
-
-    The fee covers the whole grown transaction: BOLT 3's expected weight of the HTLC transaction
-    plus the wallet input and the change output.
-    """
-    fmt = htlc_tx.commitment_format
-    base_weight = fmt.htlc_timeout_weight if htlc_tx.kind is HtlcTxKind.TIMEOUT else fmt.htlc_success_weight
-    change_weight = 4 * (8 + 1 + len(change_script))
-    fee = feerate_per_kw * (base_weight + _P2WPKH_INPUT_WEIGHT + change_weight) // 1000
-    change = coin.value - fee
-    if change < dust_threshold_sat(change_script):
-        raise KitError(f"a coin of {coin.value} sat cannot pay a fee of {fee} sat and keep its change")
-    tx = htlc_tx.tx
-    return replace(
-        tx,
-        inputs=(*tx.inputs, TxIn(coin.outpoint, b"", SEQUENCE_RBF)),
-        outputs=(*tx.outputs, TxOut(change, change_script)),
-    )
