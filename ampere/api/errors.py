@@ -41,6 +41,7 @@ class ErrorCode(enum.IntEnum):
     STORE_ERROR = -32008
     UNAUTHORIZED = -32010  # HTTP 401: no token or a wrong one
     FORBIDDEN = -32011  # HTTP 403: the read-only token on an admin method
+    CHANNEL_REFUSED = -32020  # the peer refused the channel, or the channel refused the command
 
 
 ErrorConverter = Callable[[Exception], RpcError]

@@ -11,11 +11,13 @@ import asyncio
 import logging
 import signal
 
+from ampere.api.channel_methods import register_channel_methods
 from ampere.api.jsonrpc import JsonRpcProcessor
 from ampere.api.node_methods import register_node_methods
 from ampere.api.registry import MethodRegistry
 from ampere.api.server import RpcServer
 from ampere.node.bootstrap import Prepared
+from ampere.node.channel_service import ChannelService, channel_service_of
 from ampere.node.config import NodeConfig
 from ampere.node.node import Node
 
@@ -28,11 +30,15 @@ def build_registry(node: Node) -> MethodRegistry:
     """Every method the node serves; the channel issues register theirs here too."""
     registry = MethodRegistry()
     register_node_methods(registry, node)
+    channels = channel_service_of(node)
+    if channels is not None:
+        register_channel_methods(registry, channels)
     return registry
 
 
 async def serve(config: NodeConfig, prepared: Prepared) -> int:
     node = await Node.open(config, prepared.keys, fresh_seed=prepared.fresh_seed)
+    node.add_service(ChannelService())
     server: RpcServer | None = None
     try:
         await node.start()

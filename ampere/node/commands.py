@@ -151,6 +151,10 @@ NODE_METHODS: tuple[MethodSpec, ...] = (
 
 METHOD_GROUPS: list[tuple[MethodSpec, ...]] = [NODE_METHODS]
 
+from ampere.node.channel_commands import CHANNEL_METHODS  # noqa: E402  (it builds on the classes above)
+
+METHOD_GROUPS.append(CHANNEL_METHODS)
+
 
 def all_methods() -> tuple[MethodSpec, ...]:
     return tuple(spec for group in METHOD_GROUPS for spec in group)

@@ -195,6 +195,10 @@ class Node:
     def add_service(self, service: NodeService) -> None:
         self._services.append(service)
 
+    @property
+    def services(self) -> tuple[NodeService, ...]:
+        return tuple(self._services)
+
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         started = time.monotonic()

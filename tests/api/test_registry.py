@@ -84,6 +84,7 @@ def test_method_names_follow_the_commands() -> None:
         "stop",
     } <= set(names)
     spending = {"withdraw", "connect", "stop", "newaddress", "generate", "disconnect"}
+    spending |= {"openchannel", "closechannel"}
     for spec in ALL_METHODS:
         assert (spec.permission is Permission.ADMIN) == (spec.name in spending | {"ping"}), spec.name
 
