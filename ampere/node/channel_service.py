@@ -39,7 +39,6 @@ from ampere.channel.twoway import (
 from ampere.channel.twoway.errors import ErrorResponse
 from ampere.channel.twoway.messages import (
     CHANNEL_MESSAGE_NAMES,
-    ChannelReestablish,
     ErrorMessage,
     OpenChannel,
 )
@@ -280,7 +279,8 @@ class ChannelService:
                 for each in self.channels_of(peer_id):
                     each.handle(parsed.__class__(each.state.wire_channel_id, parsed.data))
                     self.after_event(each)
-            elif isinstance(parsed, ChannelReestablish):
+            elif 32 <= message.type <= 255:
+                # BOLT 1: SHOULD reply `error` with the unknown channel_id (types 32-255).
                 await self._send(peer_id, ErrorMessage(channel_id, b"unknown channel").to_wire())
             else:
                 log.info(

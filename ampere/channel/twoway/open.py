@@ -15,6 +15,7 @@ from ampere.channel.transactions.funding import funding_script_pubkey
 from ampere.channel.transactions.keys import ChannelBasepoints
 from ampere.channel.twoway.actions import (
     Broadcast,
+    Error,
     OpenFailed,
     RequestFundingTransaction,
     SendMessage,
@@ -32,7 +33,7 @@ from ampere.channel.twoway.common import (
     verify_local_commitment,
 )
 from ampere.channel.twoway.config import LARGE_CHANNEL_SAT, ChannelConfig
-from ampere.channel.twoway.errors import ChannelError, CommandError
+from ampere.channel.twoway.errors import ChannelError, CommandError, ErrorResponse
 from ampere.channel.twoway.events import (
     BlockConnected,
     FundingConfirmed,
@@ -50,6 +51,7 @@ from ampere.channel.twoway.limits import (
 from ampere.channel.twoway.messages import (
     AcceptChannel,
     ChannelReady,
+    ErrorMessage,
     FundingCreated,
     FundingSigned,
     OpenChannel,
@@ -443,7 +445,19 @@ def funding_confirmed(state: ChannelState, event: FundingConfirmed, ctx: Context
         or tx.outputs[outpoint.vout].script_pubkey != _funding_script(state)
         or tx.outputs[outpoint.vout].value != state.funding_sat
     ):
-        raise ChannelError("the funding transaction does not pay funding_satoshis to the funding output")
+        # The channel never opened: no output pays what our commitments spend, so there is nothing
+        # to put on chain (a commitment would be invalid); fail it with `error` and forget it.
+        reason = "the funding transaction does not pay funding_satoshis to the funding output"
+        failed = replace(state, phase=Phase.ABORTED, failure=reason)
+        error = ErrorMessage(state.wire_channel_id, reason.encode())
+        return Transition(
+            failed,
+            (
+                SendMessage(error),
+                OpenFailed(state.temporary_channel_id, reason),
+                Error(ErrorResponse.CLOSE, reason),
+            ),
+        )
     state = replace(state, funding_depth=event.depth, short_channel_id=event.short_channel_id)
     if state.channel_ready_sent or event.depth < max(state.minimum_depth, 1):
         return Transition(state)

@@ -286,7 +286,8 @@ def test_funding_transaction_with_wrong_output_fails_the_channel() -> None:
     actions = bob.handle(FundingConfirmed(wrong, 3, SCID))
     assert bob.errors[-1].response is ErrorResponse.CLOSE
     assert _sent(actions, ErrorMessage)
-    assert bob.state.status is ChannelStatus.FORCE_CLOSING
+    # It never opened: nothing to broadcast (a commitment could not spend the wrong output).
+    assert bob.state.status is ChannelStatus.CLOSED and not bob.broadcasts
 
 
 def test_disconnect_before_funding_forgets_the_channel() -> None:
