@@ -42,6 +42,12 @@ class ErrorCode(enum.IntEnum):
     UNAUTHORIZED = -32010  # HTTP 401: no token or a wrong one
     FORBIDDEN = -32011  # HTTP 403: the read-only token on an admin method
     CHANNEL_REFUSED = -32020  # the peer refused the channel, or the channel refused the command
+    PAYMENT_ERROR = -32030  # an invoice or payment cannot be made as asked
+    INVALID_INVOICE = -32031  # undecodable, other network, no amount, expired, our own
+    ALREADY_PAID = -32032  # the payment hash was paid already, or its payment is pending
+    NO_ROUTE = -32033  # no channel can carry the payment to the payee
+    DUPLICATE_LABEL = -32034
+    MICRO_CHAIN_REFUSED = -32040  # the chain refused a micropayment channel transaction (reason in data)
 
 
 ErrorConverter = Callable[[Exception], RpcError]

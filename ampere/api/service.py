@@ -13,13 +13,18 @@ import signal
 
 from ampere.api.channel_methods import register_channel_methods
 from ampere.api.jsonrpc import JsonRpcProcessor
+from ampere.api.micro_methods import register_micro_methods
 from ampere.api.node_methods import register_node_methods
+from ampere.api.payment_methods import register_payment_methods
 from ampere.api.registry import MethodRegistry
 from ampere.api.server import RpcServer
 from ampere.node.bootstrap import Prepared
 from ampere.node.channel_service import ChannelService, channel_service_of
 from ampere.node.config import NodeConfig
+from ampere.node.micro_service import MicroService, micro_service_of
 from ampere.node.node import Node
+from ampere.node.payment_onion_sphinx import SphinxOnion
+from ampere.node.payments import PaymentService, payment_service_of
 
 __all__ = ["build_registry", "serve"]
 
@@ -33,12 +38,20 @@ def build_registry(node: Node) -> MethodRegistry:
     channels = channel_service_of(node)
     if channels is not None:
         register_channel_methods(registry, channels)
+    payments = payment_service_of(node)
+    if payments is not None:
+        register_payment_methods(registry, payments)
+    micro = micro_service_of(node)
+    if micro is not None:
+        register_micro_methods(registry, micro)
     return registry
 
 
 async def serve(config: NodeConfig, prepared: Prepared) -> int:
     node = await Node.open(config, prepared.keys, fresh_seed=prepared.fresh_seed)
     node.add_service(ChannelService())
+    node.add_service(PaymentService(SphinxOnion()))
+    node.add_service(MicroService())
     server: RpcServer | None = None
     try:
         await node.start()

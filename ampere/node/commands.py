@@ -155,6 +155,14 @@ from ampere.node.channel_commands import CHANNEL_METHODS  # noqa: E402  (it buil
 
 METHOD_GROUPS.append(CHANNEL_METHODS)
 
+from ampere.node.payment_commands import PAYMENT_METHODS  # noqa: E402
+
+METHOD_GROUPS.append(PAYMENT_METHODS)
+
+from ampere.node.micro_commands import MICRO_METHODS  # noqa: E402
+
+METHOD_GROUPS.append(MICRO_METHODS)
+
 
 def all_methods() -> tuple[MethodSpec, ...]:
     return tuple(spec for group in METHOD_GROUPS for spec in group)

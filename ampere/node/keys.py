@@ -37,6 +37,7 @@ LIGHTNING_PURPOSE = 1017
 NODE_KEY_FAMILY = 6
 BACKUP_KEY_FAMILY = 7
 CHANNEL_KEY_FAMILY = 100
+MICRO_KEY_FAMILY = 200  # micropayment channels: one funding key per channel
 
 _FUNDING, _REVOCATION, _PAYMENT, _DELAYED, _HTLC, _PER_COMMITMENT_SEED = range(6)
 
@@ -107,6 +108,14 @@ class NodeKeys:
         if not 0 <= index < HARDENED:
             raise ValueError(f"channel key index {index} out of range")
         return self._lightning.derive_path([CHANNEL_KEY_FAMILY | HARDENED, index | HARDENED])
+
+    def micro_funding_key(self, index: int) -> PrivateKey:
+        """m/1017'/coin'/200'/index': the funding key of micropayment channel number `index`."""
+        if not 0 <= index < HARDENED:
+            raise ValueError(f"micropayment key index {index} out of range")
+        return PrivateKey(
+            self._lightning.derive_path([MICRO_KEY_FAMILY | HARDENED, index | HARDENED]).private_key
+        )
 
     def channel_keys(self, index: int) -> ChannelKeySecrets:
         root = self.channel_keys_root(index)

@@ -59,6 +59,7 @@ DEFAULT_FEATURES = Features.of(
         Feature.ANCHORS,
         Feature.SHUTDOWN_ANYSEGWIT,
         Feature.CHANNEL_TYPE,
+        Feature.MICROPAYMENT_CHANNEL,
     )
 )
 

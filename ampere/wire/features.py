@@ -43,6 +43,8 @@ class Feature(enum.IntEnum):
     ZEROCONF = 50
     SIMPLE_CLOSE = 60
     SPLICE = 62
+    # Experimental range: Ampere's micropayment channels (advertised as the odd bit 257).
+    MICROPAYMENT_CHANNEL = 256
 
     @property
     def required_bit(self) -> int:

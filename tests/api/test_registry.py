@@ -85,6 +85,8 @@ def test_method_names_follow_the_commands() -> None:
     } <= set(names)
     spending = {"withdraw", "connect", "stop", "newaddress", "generate", "disconnect"}
     spending |= {"openchannel", "closechannel"}
+    spending |= {"invoice", "pay"}
+    spending |= {"micro_open", "micro_pay", "micro_settle", "micro_refund"}
     for spec in ALL_METHODS:
         assert (spec.permission is Permission.ADMIN) == (spec.name in spending | {"ping"}), spec.name
 

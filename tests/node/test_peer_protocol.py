@@ -81,7 +81,7 @@ def test_start_sends_init_with_features_and_networks() -> None:
 
 def test_default_features_are_all_optional_and_complete() -> None:
     bits = set(DEFAULT_FEATURES.bit_numbers())
-    assert bits == {1, 7, 9, 13, 15, 17, 19, 23, 27, 45}
+    assert bits == {1, 7, 9, 13, 15, 17, 19, 23, 27, 45, 257}  # 257: micropayment channels
     assert all(bit % 2 for bit in bits)
     assert not DEFAULT_FEATURES.missing_dependencies()
 
