@@ -69,6 +69,7 @@ _PROPOSE_TYPE = 32769
 # Blocks replayed below the last one seen, in case the last ones were reorganised away meanwhile.
 REPLAY_MARGIN = 6
 FEERATE_FLOOR_PER_KW = 253
+FEE_TARGET_BLOCKS = 6
 COMMAND_TIMEOUT = 60.0
 # Channels one peer may have still negotiating with us: more is a peer trying to exhaust our keys.
 MAX_OPENING_PER_PEER = 4
@@ -156,6 +157,7 @@ class MicroService:
         self._manager: MicropaymentManager | None = None
         self._repo: MicroChannelRepository | None = None
         self._lock = asyncio.Lock()
+        self._feerate_per_kw = FEERATE_FLOOR_PER_KW
         self._open_waiters: dict[bytes, asyncio.Future[bytes]] = {}
         self._pay_waiters: dict[bytes, list[tuple[int, asyncio.Future[MicroPayResult]]]] = {}
         self._broadcast_results: dict[bytes, BaseException | None] = {}
@@ -178,6 +180,7 @@ class MicroService:
     async def start(self, node: Node) -> None:
         self._node = node
         self._repo = MicroChannelRepository(node.store)
+        await self._refresh_feerate()
         raw = node.store.get(_NAMESPACE, _NEXT_KEY_INDEX)
         next_index = 0 if raw is None else int(raw.decode("ascii"))
         self._manager = MicropaymentManager(
@@ -406,7 +409,16 @@ class MicroService:
 
     @property
     def _feerate(self) -> int:
-        return FEERATE_FLOOR_PER_KW
+        return self._feerate_per_kw
+
+    async def _refresh_feerate(self) -> None:
+        """The chain's estimate, so channel transactions confirm on a real network too."""
+        try:
+            estimate = await self.node.chain.backend.feerate_per_kw(FEE_TARGET_BLOCKS)
+        except ChainError as exc:
+            log.warning("no fee estimate (%s); keeping %d sat/kw", exc, self._feerate_per_kw)
+            return
+        self._feerate_per_kw = max(FEERATE_FLOOR_PER_KW, estimate)
 
     # --- commands -------------------------------------------------------------------------------------
     async def open(self, peer_id: bytes, capacity_sat: int, refund_after_blocks: int) -> MicroOpenResult:
@@ -420,6 +432,7 @@ class MicroService:
             )
         if refund_after_blocks <= 0:
             raise InvalidArgumentError("refund_after", "must be a positive number of blocks")
+        await self._refresh_feerate()
         channel_id = os.urandom(32)
         waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._open_waiters[channel_id] = waiter
