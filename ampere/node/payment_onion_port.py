@@ -95,5 +95,6 @@ class OnionPort(Protocol):
         ...
 
     def describe_failure(self, shared_secrets: Sequence[bytes], reason: bytes) -> str:
-        """A readable account of an `update_fail_htlc` reason (which hop, which failure)."""
+        """A readable account of an `update_fail_htlc` reason (which hop, which failure); an
+        `AmpereError` when no hop of the payment could have written it."""
         ...

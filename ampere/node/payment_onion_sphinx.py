@@ -1,12 +1,27 @@
-"""TEMPORARY STAND-IN (not to be committed): replaced by the Sphinx adapter once the onion lands."""
+"""The payment service's onions, built and read with BOLT 4 Sphinx (`ampere.crypto.sphinx`).
+
+A direct payment is a one-hop onion whose only payload is the final hop's: amount, CLTV and
+`payment_data` (the invoice's payment secret and the total). The payee peels it and applies BOLT 4's
+requirements for the final node; a failure goes back encrypted with the hop's shared secret, so only
+the payer can read it.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 
 from ampere.bitcoin.keys import PrivateKey
+from ampere.crypto.sphinx import (
+    INVALID_ONION_HMAC,
+    BadOnionError,
+    OnionHop,
+    OnionPayloadLengthError,
+    create_failure,
+    create_onion,
+    decode_failure,
+    peel_onion,
+)
 from ampere.node.payment_onion_port import (
     BuiltOnion,
     ExpectedInvoice,
@@ -15,17 +30,15 @@ from ampere.node.payment_onion_port import (
     Fulfil,
     HtlcVerdict,
 )
+from ampere.wire.onion import FailureMessage, HopPayload, OnionPayloadError
 
-INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS = 0x4000 | 15
-FINAL_INCORRECT_CLTV_EXPIRY = 18
-INVALID_ONION_PAYLOAD = 0x4000 | 22
-INVALID_ONION_HMAC = 0x8000 | 0x4000 | 5
-ONION_SIZE = 1366
+__all__ = ["SphinxOnion"]
+
+# BOLT 4: a final node rejects an amount more than twice what it asked for (it may be a probe).
+_MAX_OVERPAYMENT_FACTOR = 2
 
 
 class SphinxOnion:
-    """A test onion: JSON payload, zero padded; `shared_secrets` is the session key."""
-
     def build_final_hop(
         self,
         *,
@@ -37,16 +50,14 @@ class SphinxOnion:
         payment_secret: bytes,
         payment_hash: bytes,
     ) -> BuiltOnion:
-        payload = {
-            "payee": payee.hex(),
-            "amount_msat": amount_msat,
-            "total_msat": total_msat,
-            "cltv_expiry": cltv_expiry,
-            "payment_secret": payment_secret.hex(),
-            "session": session_key.hex(),
-        }
-        data = json.dumps(payload).encode()
-        return BuiltOnion(data.ljust(ONION_SIZE, b"\0"), (session_key,))
+        payload = HopPayload(
+            amt_to_forward=amount_msat,
+            outgoing_cltv_value=cltv_expiry,
+            payment_secret=payment_secret,
+            total_msat=total_msat,
+        )
+        packet, shared_secrets = create_onion(session_key, [OnionHop(payee, payload.encode())], payment_hash)
+        return BuiltOnion(packet, shared_secrets)
 
     def check_final_htlc(
         self,
@@ -61,32 +72,49 @@ class SphinxOnion:
         expected: ExpectedInvoice | None,
     ) -> HtlcVerdict:
         try:
-            payload = json.loads(onion.rstrip(b"\0"))
-            session = bytes.fromhex(payload["session"])
-        except (ValueError, KeyError):
-            return FailMalformed(hashlib.sha256(onion).digest(), INVALID_ONION_HMAC)
-        if payload["payee"] != node_key.public_key.data.hex():
+            peeled = peel_onion(onion, node_key.secret, payment_hash)
+        except BadOnionError as exc:
+            return FailMalformed(hashlib.sha256(onion).digest(), exc.failure_code)
+        except OnionPayloadLengthError:
+            # The packet is ours but its payload length is unusable: we cannot peel further, so we
+            # cannot encrypt a reason either; report it as an unreadable onion.
             return FailMalformed(hashlib.sha256(onion).digest(), INVALID_ONION_HMAC)
 
-        def fail(code: int) -> FailWithReason:
-            return FailWithReason(session + code.to_bytes(2, "big"), code)
+        def fail(message: FailureMessage) -> FailWithReason:
+            return FailWithReason(create_failure(peeled.shared_secret, message.encode()), message.code)
 
-        if payload["cltv_expiry"] != htlc_cltv_expiry:
-            return fail(FINAL_INCORRECT_CLTV_EXPIRY)
-        if payload["amount_msat"] != htlc_amount_msat:
-            return fail(INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS)
-        if (
-            expected is None
-            or expected.payment_hash != payment_hash
-            or bytes.fromhex(payload["payment_secret"]) != expected.payment_secret
-            or (expected.amount_msat is not None and htlc_amount_msat < expected.amount_msat)
-            or now >= expected.expires_at
-            or htlc_cltv_expiry < current_height + expected.min_final_cltv_expiry_delta
+        try:
+            payload = HopPayload.decode(peeled.payload)
+        except OnionPayloadError as exc:
+            return fail(FailureMessage.invalid_onion_payload(exc.tlv_type, min(exc.offset, 0xFFFF)))
+        if peeled.next_packet is not None or not payload.is_final:
+            # We do not forward yet: to the payer we are a dead end.
+            return fail(FailureMessage.unknown_next_peer())
+        if payload.payment_secret is None or payload.total_msat is None:
+            return fail(FailureMessage.invalid_onion_payload(8, 0))
+        if payload.outgoing_cltv_value > htlc_cltv_expiry:
+            return fail(FailureMessage.final_incorrect_cltv_expiry(htlc_cltv_expiry))
+        if payload.amt_to_forward > htlc_amount_msat:
+            return fail(FailureMessage.final_incorrect_htlc_amount(htlc_amount_msat))
+        unknown = FailureMessage.incorrect_or_unknown_payment_details(htlc_amount_msat, current_height)
+        if expected is None or expected.payment_hash != payment_hash:
+            return fail(unknown)
+        if payload.payment_secret != expected.payment_secret or now >= expected.expires_at:
+            return fail(unknown)
+        # Single-part payments only: the whole total must arrive in this HTLC.
+        if payload.total_msat != htlc_amount_msat:
+            return fail(unknown)
+        if expected.amount_msat is not None and not (
+            expected.amount_msat <= htlc_amount_msat <= _MAX_OVERPAYMENT_FACTOR * expected.amount_msat
         ):
-            return fail(INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS)
+            return fail(unknown)
+        if htlc_cltv_expiry < current_height + expected.min_final_cltv_expiry_delta:
+            return fail(unknown)
         return Fulfil()
 
     def describe_failure(self, shared_secrets: Sequence[bytes], reason: bytes) -> str:
-        if reason[:32] != shared_secrets[0]:
-            raise ValueError("reason not from our payee")
-        return f"incorrect_or_unknown_payment_details code {int.from_bytes(reason[32:34], 'big'):#06x}"
+        """Raises `SphinxError`/`WireError` (both `AmpereError`s) for a reason no hop of ours wrote."""
+        index, message = decode_failure(shared_secrets, reason)
+        failure = FailureMessage.decode(message)
+        who = "the payee" if index == len(shared_secrets) - 1 else f"hop {index}"
+        return f"{who} failed the payment: {failure.describe()}"

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ampere.channel.twoway.actions import HtlcFailed, HtlcFulfilled, HtlcReceived
+from ampere.errors import AmpereError
 from ampere.invoice import DEFAULT_EXPIRY, DEFAULT_MIN_FINAL_CLTV_EXPIRY_DELTA, InvoiceError, decode_invoice
 from ampere.invoice import new_invoice as encode_new_invoice
 from ampere.node.htlc_interface import ChannelOperations, ChannelUnavailableError, HtlcRefusedError
@@ -368,7 +369,7 @@ class PaymentService:
             return "failed (the reason cannot be decrypted after a restart)"
         try:
             return self._onion.describe_failure(shared, outcome.reason)
-        except Exception as exc:  # a garbled reason from the peer must not lose the outcome
+        except AmpereError as exc:  # a garbled reason from the peer must not lose the outcome
             log.warning("undecodable failure for %s: %s", outcome.payment_hash.hex(), exc)
             return f"failed with an unreadable reason: {exc}"
 
