@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ampere.node.commands import ADMIN, INT, READ, STR, MethodSpec, ParamKind, ParamSpec
+from ampere.node.method_spec import ADMIN, INT, READ, STR, MethodSpec, ParamKind, ParamSpec
 
 __all__ = ["CHANNEL_METHODS"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ampere.node.commands import MethodSpec, ParamKind, ParamSpec, Permission
+from ampere.node.method_spec import MethodSpec, ParamKind, ParamSpec, Permission
 
 __all__ = ["MICRO_METHODS"]
 
