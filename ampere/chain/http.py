@@ -154,6 +154,13 @@ class ServerLimits:
     body_timeout: float = 60.0
     write_timeout: float = 60.0
     shutdown_grace: float = 5.0  # how long close() lets running handlers finish
+    # Connections served at once; each one past this gets its request read and answered 503 (with
+    # Retry-After), instead of the server running out of file descriptors.
+    max_connections: int = 1024
+    # Connections the kernel queues before we accept them (asyncio's default is 100, too few for a
+    # burst of clients: the rest see their SYNs dropped, retried after seconds, then reset).
+    backlog: int = 1024
+    busy_retry_after: int = 1  # seconds, the Retry-After of a 503
 
 
 # --- auth helpers ------------------------------------------------------------------------------------
@@ -322,6 +329,7 @@ class _Connection:
     task: asyncio.Task[None]
     writer: asyncio.StreamWriter
     busy: bool = False
+    over_limit: bool = False  # accepted past max_connections: its request gets a 503
 
 
 @dataclass(slots=True)
@@ -342,6 +350,7 @@ class HttpServer:
         self._servers: list[asyncio.Server] = []
         self._connections: dict[asyncio.Task[None], _Connection] = {}
         self._closing = False
+        self._refusing = False  # the newest connection came past max_connections
         self.tcp_addresses: list[tuple[str, int]] = []
 
     @property
@@ -351,7 +360,12 @@ class HttpServer:
     async def listen_tcp(self, host: str, port: int) -> tuple[str, int]:
         """Bind and start serving; returns the bound (host, port), useful with port 0."""
         server = await asyncio.start_server(
-            self._serve, host, port, limit=self._limits.max_header_bytes, reuse_address=True
+            self._serve,
+            host,
+            port,
+            limit=self._limits.max_header_bytes,
+            reuse_address=True,
+            backlog=self._limits.backlog,
         )
         self._servers.append(server)
         sockname = server.sockets[0].getsockname()
@@ -364,7 +378,7 @@ class HttpServer:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         server = await asyncio.start_unix_server(
-            self._serve, os.fspath(path), limit=self._limits.max_header_bytes
+            self._serve, os.fspath(path), limit=self._limits.max_header_bytes, backlog=self._limits.backlog
         )
         self._servers.append(server)
 
@@ -394,6 +408,10 @@ class HttpServer:
         task = asyncio.current_task()
         assert task is not None
         conn = _Connection(task, writer)
+        conn.over_limit = len(self._connections) >= self._limits.max_connections
+        if conn.over_limit and not self._refusing:
+            log.warning("%d connections open: answering new ones 503", len(self._connections))
+        self._refusing = conn.over_limit
         self._connections[task] = conn
         peer = writer.get_extra_info("peername")
         peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "local"
@@ -431,6 +449,10 @@ class HttpServer:
                 log.debug("bad request body from %s: %s", peer, exc)
                 await self._write(writer, Response.text(exc.status, f"{exc}\n"), keep_alive=False)
                 return
+            if conn.over_limit:
+                log.debug("request from %s refused: too many connections", peer)
+                await self._write(writer, self._busy_response(), keep_alive=False)
+                return
             request = Request(head.method, head.target, head.version, head.headers, body, peer)
             try:
                 response = await self._handler(request)
@@ -444,6 +466,17 @@ class HttpServer:
             conn.busy = False
             if not keep_alive:
                 return
+
+    def _busy_response(self) -> Response:
+        text = f"too many connections (limit {self._limits.max_connections}); retry later\n"
+        return Response(
+            503,
+            text.encode(),
+            (
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Retry-After", str(self._limits.busy_retry_after)),
+            ),
+        )
 
     async def _read_head(self, reader: asyncio.StreamReader) -> _Head:
         limits = self._limits

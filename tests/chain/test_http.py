@@ -94,6 +94,59 @@ def test_concurrent_requests_use_separate_connections() -> None:
     run(scenario)
 
 
+async def open_kept_alive(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection the server has accepted and answered once, left open."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert status_of(head) == 200
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+    return reader, writer
+
+
+def test_connections_past_the_limit_get_503_and_the_others_are_served() -> None:
+    async def scenario(_server: HttpServer, port: int) -> None:
+        first = await open_kept_alive(port)
+        second = await open_kept_alive(port)
+        refused = await raw_exchange(port, b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+        assert status_of(refused) == 503
+        assert b"Retry-After: 1\r\n" in refused and b"Connection: close\r\n" in refused
+        assert b"too many connections (limit 2)" in refused
+        # The connections within the limit still work.
+        _reader, writer = second
+        writer.write(b"GET /still HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        assert status_of(await second[0].readuntil(b"\r\n\r\n")) == 200
+        first[1].close()
+        # Once one is closed (the server notices at its own pace), a new client is served again.
+        client = HttpClient("127.0.0.1", port, max_idle=0)
+        while (response := await client.request("GET", "/again")).status == 503:
+            await asyncio.sleep(0.01)
+        assert response.status == 200
+        second[1].close()
+
+    run(scenario, ServerLimits(max_connections=2))
+
+
+def test_a_burst_of_clients_gets_answers_not_resets() -> None:
+    """Far more simultaneous clients than the limit: each gets a 200 or a 503, none a dropped
+    connection, and the server serves normally afterwards."""
+
+    async def scenario(_server: HttpServer, port: int) -> None:
+        async def one(index: int) -> int:
+            client = HttpClient("127.0.0.1", port, max_idle=0)
+            return (await client.request("POST", "/", b"%d" % index)).status
+
+        statuses = await asyncio.gather(*(one(i) for i in range(300)))
+        assert set(statuses) <= {200, 503}
+        assert statuses.count(200) >= 20
+        assert (await HttpClient("127.0.0.1", port).request("GET", "/after")).status == 200
+
+    run(scenario, ServerLimits(max_connections=20))
+
+
 def test_handler_failure_is_500_and_the_server_keeps_serving() -> None:
     async def scenario(_server: HttpServer, port: int) -> None:
         client = HttpClient("127.0.0.1", port)
