@@ -23,13 +23,20 @@ from tests.e2e.harness import NodeProcess, start_chain, stop_quietly
 from tests.e2e.test_payments_e2e import AsyncRpc, open_network
 
 AMOUNT_MSAT = 10_000
+INVOICE_CONCURRENCY = 16
 
 
 async def _invoices(payee: AsyncRpc, count: int, tag: str) -> list[str]:
-    made = await asyncio.gather(
-        *(payee.call("invoice", {"amount_msat": AMOUNT_MSAT, "label": f"{tag}-{i}"}) for i in range(count))
-    )
-    return [m["bolt11"] for m in made]
+    # A bounded number of requests at a time: the node serves a limited number of RPC connections
+    # (see docs/rpc.md) and would answer the rest with 503.
+    slots = asyncio.Semaphore(INVOICE_CONCURRENCY)
+
+    async def make(i: int) -> str:
+        async with slots:
+            made = await payee.call("invoice", {"amount_msat": AMOUNT_MSAT, "label": f"{tag}-{i}"})
+        return str(made["bolt11"])
+
+    return list(await asyncio.gather(*(make(i) for i in range(count))))
 
 
 async def _sequential(payer: AsyncRpc, invoices: list[str]) -> list[float]:

@@ -108,9 +108,15 @@ def _read_bigsize(data: bytes) -> tuple[int, int]:
     return value, 1 + width
 
 
+_CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
 def _ecdh(secret: bytes, point: bytes) -> bytes:
-    # coincurve's ecdh is SHA256 of the compressed shared point, which is exactly BOLT 4's shared secret.
-    return coincurve.PrivateKey(secret).ecdh(point)
+    """BOLT 4's shared secret: SHA256 of the compressed point `secret`·`point`.
+
+    One point multiplication: building a `coincurve.PrivateKey` would first derive its public keys
+    (two more), which the sender paid for every hop of every payment."""
+    return hashlib.sha256(coincurve.PublicKey(point).multiply(secret).format()).digest()
 
 
 def _blinding_factor(ephemeral_pubkey: bytes, shared_secret: bytes) -> bytes:
@@ -119,17 +125,33 @@ def _blinding_factor(ephemeral_pubkey: bytes, shared_secret: bytes) -> bytes:
 
 def compute_shared_secrets(session_key: bytes, node_ids: Sequence[bytes]) -> tuple[bytes, ...]:
     """The shared secret the sender shares with each hop, in route order."""
+    return _sender_secrets(session_key, node_ids)[1]
+
+
+def _sender_secrets(session_key: bytes, node_ids: Sequence[bytes]) -> tuple[bytes, tuple[bytes, ...]]:
+    """The session public key, and the shared secret with each hop.
+
+    The ephemeral key is blinded hop by hop: its secret as a number (a multiplication modulo the
+    curve order), its public key by one point multiplication, skipped after the last hop."""
+    try:
+        ephemeral_point = coincurve.PublicKey.from_secret(session_key)
+    except ValueError as exc:
+        raise SphinxError("invalid session key") from exc
+    session_pubkey = ephemeral_pubkey = ephemeral_point.format()
+    scalar = int.from_bytes(session_key, "big")
     secrets: list[bytes] = []
-    ephemeral = coincurve.PrivateKey(session_key)
-    for node_id in node_ids:
+    for index, node_id in enumerate(node_ids):
         try:
-            secret = _ecdh(ephemeral.secret, node_id)
+            secret = _ecdh(scalar.to_bytes(32, "big"), node_id)
         except ValueError as exc:
             raise SphinxError(f"invalid hop public key {node_id.hex()}") from exc
         secrets.append(secret)
-        factor = _blinding_factor(ephemeral.public_key.format(), secret)
-        ephemeral = coincurve.PrivateKey(ephemeral.multiply(factor).secret)
-    return tuple(secrets)
+        if index + 1 < len(node_ids):
+            factor = _blinding_factor(ephemeral_pubkey, secret)
+            ephemeral_point = ephemeral_point.multiply(factor)
+            ephemeral_pubkey = ephemeral_point.format()
+            scalar = scalar * int.from_bytes(factor, "big") % _CURVE_ORDER
+    return session_pubkey, tuple(secrets)
 
 
 def _filler(hop_sizes: Sequence[int], secrets: Sequence[bytes]) -> bytes:
@@ -148,11 +170,7 @@ def create_onion(
     """Wrap ``hops`` into a 1366-byte packet; returns it with the shared secret of each hop."""
     if not hops:
         raise SphinxError("an onion needs at least one hop")
-    try:
-        session_pubkey = coincurve.PrivateKey(session_key).public_key.format()
-    except ValueError as exc:
-        raise SphinxError("invalid session key") from exc
-    secrets = compute_shared_secrets(session_key, [hop.node_id for hop in hops])
+    session_pubkey, secrets = _sender_secrets(session_key, [hop.node_id for hop in hops])
     framed = [_bigsize(len(hop.payload)) + hop.payload for hop in hops]
     hop_sizes = [len(frame) + HMAC_SIZE for frame in framed]
     if sum(hop_sizes) > ROUTING_INFO_SIZE:

@@ -76,6 +76,8 @@ class NodeKeys:
         coin = network.bip44_coin_type
         self._lightning = master.derive_path([LIGHTNING_PURPOSE | HARDENED, coin | HARDENED])
         self.node_key = PrivateKey(self._family_key(NODE_KEY_FAMILY))
+        # Derived once: the id is asked for on every payment and message.
+        self._node_id = self.node_key.public_key.data
         self._backup_secret = self._family_key(BACKUP_KEY_FAMILY)
 
     @classmethod
@@ -91,7 +93,7 @@ class NodeKeys:
     @property
     def node_id(self) -> bytes:
         """The node's public key (33 bytes), its identity on the network."""
-        return self.node_key.public_key.data
+        return self._node_id
 
     @property
     def wallet_master(self) -> ExtendedPrivateKey:

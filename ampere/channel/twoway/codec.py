@@ -195,7 +195,8 @@ def _tuple_codec(item: Any) -> tuple[_Encoder, _Decoder]:
 
 def _dataclass_codec(tp: type[Any]) -> tuple[_Encoder, _Decoder]:
     hints = typing.get_type_hints(tp)
-    specs = dataclasses.fields(tp)
+    # Transient fields (caches) are not persisted: the decoder leaves them at their defaults.
+    specs = [spec for spec in dataclasses.fields(tp) if not spec.metadata.get("transient")]
     if any(not spec.init or spec.kw_only for spec in specs):
         raise TypeError(f"{tp.__name__}: only positional init fields can be persisted")
     names = [spec.name for spec in specs]

@@ -25,15 +25,15 @@ from ampere.channel.twoway.config import (
 )
 from ampere.channel.twoway.errors import ChannelError, CommandError
 from ampere.channel.twoway.ledger import (
-    Snapshot,
     View,
     commitment_fee_msat,
     dust_exposure_msat,
+    included,
     opener_balance_msat,
     snapshot,
-    trimmed_keys,
 )
 from ampere.channel.twoway.state import ChannelState, HtlcEntry, Ledger, SideParams
+from ampere.channel.twoway.totals import ViewTotals, ledger_totals, view_totals
 from ampere.wire.features import Feature
 
 __all__ = [
@@ -174,31 +174,32 @@ def _htlc_shape(entry: HtlcEntry) -> str | None:
     return None
 
 
-def _offered_limits(snap: Snapshot, offered_by_us: bool, receiver: SideParams) -> str | None:
-    htlcs = snap.offered if offered_by_us else snap.received
-    if len(htlcs) > receiver.max_accepted_htlcs:
+def _offered_limits(totals: ViewTotals, offered_by_us: bool, receiver: SideParams) -> str | None:
+    count, total = (
+        (totals.ours_count, totals.ours_msat) if offered_by_us else (totals.theirs_count, totals.theirs_msat)
+    )
+    if count > receiver.max_accepted_htlcs:
         return f"more than max_accepted_htlcs ({receiver.max_accepted_htlcs}) HTLCs"
-    total = sum(entry.amount_msat for entry in htlcs)
     if total > receiver.max_htlc_value_in_flight_msat:
         limit = receiver.max_htlc_value_in_flight_msat
         return f"{total} msat in flight exceeds max_htlc_value_in_flight_msat {limit}"
     return None
 
 
-def check_incoming_add(state: ChannelState, ledger: Ledger, entry: HtlcEntry) -> None:
+def check_incoming_add(state: ChannelState, ledger: Ledger, entry: HtlcEntry, config: ChannelConfig) -> None:
     """`ledger` already holds the new HTLC; the peer must have been able to check all this."""
     local, _ = state.require_params()
     problem = _htlc_shape(entry)
     if problem is None and entry.amount_msat < local.htlc_minimum_msat:
         problem = f"amount_msat {entry.amount_msat} is below htlc_minimum_msat {local.htlc_minimum_msat}"
-    snap = snapshot(ledger, View.LOCAL_NEXT)
+    totals = view_totals(state, ledger, View.LOCAL_NEXT, config.fee_spike_multiplier)
     if problem is None:
-        problem = _offered_limits(snap, False, local)
+        problem = _offered_limits(totals, False, local)
     if problem is None:
         required = local.channel_reserve_sat * 1000
         if not state.is_opener:
-            required += commitment_fee_msat(state, snap)
-        if snap.remote_msat < required:
+            required += totals.commitment_fee_msat()
+        if totals.remote_msat < required:
             problem = "the sender cannot afford the HTLC while keeping its reserve and paying the fee"
     if problem is not None:
         raise ChannelError(f"update_add_htlc {entry.htlc_id}: {problem}")
@@ -209,27 +210,26 @@ def check_outgoing_add(state: ChannelState, ledger: Ledger, entry: HtlcEntry, co
     problem = _htlc_shape(entry)
     if problem is None and entry.amount_msat < remote.htlc_minimum_msat:
         problem = f"amount_msat {entry.amount_msat} is below the peer's htlc_minimum_msat"
-    theirs = snapshot(ledger, View.REMOTE_NEXT)
-    ours = snapshot(ledger, View.LOCAL_ALL)
+    # Running totals, not a scan of every HTLC in flight: this runs for every payment sent.
+    totals = ledger_totals(state, ledger, config.fee_spike_multiplier)
+    theirs, ours = totals.view(View.REMOTE_NEXT), totals.view(View.LOCAL_ALL)
     if problem is None:
         problem = _offered_limits(theirs, True, remote)
     if problem is None:
         reserve = remote.channel_reserve_sat * 1000
         for snap in (theirs, ours):
             if state.is_opener:
-                spike_feerate = snap.feerate_per_kw * config.fee_spike_multiplier
-                fee = commitment_fee_msat(state, snap)
-                buffer = commitment_fee_msat(state, snap, feerate_per_kw=spike_feerate, extra_htlcs=1)
+                fee = snap.commitment_fee_msat()
+                buffer = snap.spike_fee_msat(extra_htlcs=1)
                 if snap.local_msat < reserve + max(fee, buffer):
                     problem = "we cannot afford it with our reserve and the fee spike buffer"
-            elif opener_balance_msat(state, snap) < local.channel_reserve_sat * 1000 + commitment_fee_msat(
-                state, snap
-            ):
+            elif snap.opener_msat(state) < local.channel_reserve_sat * 1000 + snap.commitment_fee_msat():
                 problem = "the opener could not pay the commitment fee with this HTLC"
             if problem is None and snap.local_msat < reserve:
                 problem = "we cannot afford it while keeping our channel reserve"
-            if problem is None and entry.key in trimmed_keys(state, snap):
-                exposure = dust_exposure_msat(state, snap)
+            # The new HTLC is in both views (we offered it), so the view's rule decides its trimming.
+            if problem is None and snap.is_trimmed(entry):
+                exposure = snap.dust_msat
                 if exposure > config.max_dust_htlc_exposure_msat:
                     problem = f"dust exposure {exposure} msat would exceed the limit"
             if problem is not None:
@@ -243,12 +243,13 @@ def incoming_dust_exposure_exceeded(
 ) -> bool:
     """BOLT 2: a received HTLC that is trimmed in either commitment and pushes that
     commitment's dust balance over the limit should be failed and its preimage kept back."""
+    totals = ledger_totals(state, ledger, config.fee_spike_multiplier)
     for view in (View.LOCAL, View.REMOTE):
-        snap = snapshot(ledger, view)
-        if (
-            entry.key in trimmed_keys(state, snap)
-            and dust_exposure_msat(state, snap) > config.max_dust_htlc_exposure_msat
-        ):
+        snap = totals.view(view)
+        in_view = included(entry.add, entry.offered, view, ledger) and not (
+            entry.removal is not None and included(entry.removal.marks, not entry.offered, view, ledger)
+        )
+        if in_view and snap.is_trimmed(entry) and snap.dust_msat > config.max_dust_htlc_exposure_msat:
             return True
     return False
 

@@ -26,7 +26,7 @@ irrevocably committed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from ampere.bitcoin.tx import OutPoint, Transaction
@@ -37,6 +37,7 @@ from ampere.channel.twoway.messages import ClosingComplete, ClosingSigned, Commi
 from ampere.wire.features import Feature, Features
 
 __all__ = [
+    "TRANSIENT",
     "ChannelState",
     "ChannelStatus",
     "ChannelType",
@@ -52,6 +53,10 @@ __all__ = [
     "ShutdownState",
     "SideParams",
 ]
+
+
+# Field metadata key: the field is a cache, left out of the persisted encoding.
+TRANSIENT = "transient"
 
 
 class Phase(Enum):
@@ -262,6 +267,8 @@ class Ledger:
     last_sent_commitment_signed: CommitmentSigned | None = None
     last_sent_revoke_and_ack: RevokeAndAck | None = None
     revoke_sent_after_commit: bool = False
+    # `totals.LedgerTotals` of this content, when known: a memo, neither persisted nor compared.
+    totals_memo: object = field(default=None, compare=False, repr=False, metadata={TRANSIENT: True})
 
     @property
     def remote_acked_upto(self) -> int:
