@@ -36,6 +36,7 @@ __all__ = [
     "HtlcFulfilled",
     "HtlcOffered",
     "HtlcReceived",
+    "LocalCommitmentSigned",
     "OpenFailed",
     "PersistState",
     "RequestFundingTransaction",
@@ -224,6 +225,17 @@ class CommitmentRevoked:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalCommitmentSigned:
+    """Developer mode only (`ChannelConfig.keep_signed_commitments`): our commitment `commitment_number`
+    with both signatures, emitted when we accept it and before we revoke the one it replaces (our
+    signer refuses to sign a revoked commitment later). Broadcasting one that is revoked is cheating."""
+
+    channel_id: bytes
+    commitment_number: int
+    transaction: Transaction
+
+
+@dataclass(frozen=True, slots=True)
 class OpenFailed:
     """Opening stopped before anything reached the chain; the wallet may release its inputs."""
 
@@ -252,6 +264,7 @@ Action: TypeAlias = (
     | HtlcFailed
     | ChannelClosed
     | CommitmentRevoked
+    | LocalCommitmentSigned
     | OpenFailed
     | Error
 )

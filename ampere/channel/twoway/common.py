@@ -23,7 +23,7 @@ from ampere.channel.transactions.signing import (
     verify_commitment_signature,
     verify_remote_htlc_signature,
 )
-from ampere.channel.twoway.actions import Action
+from ampere.channel.twoway.actions import Action, LocalCommitmentSigned
 from ampere.channel.twoway.config import ChannelConfig
 from ampere.channel.twoway.errors import ChannelError
 from ampere.channel.twoway.ledger import (
@@ -42,6 +42,7 @@ __all__ = [
     "compact",
     "der",
     "funding_output",
+    "kept_local_commitment",
     "local_commitment",
     "sign_remote_commitment",
     "signed_local_commitment",
@@ -163,3 +164,11 @@ def signed_local_commitment(state: ChannelState, ctx: Context) -> Transaction:
     commitment = local_commitment(state, ledger, ctx)
     ours = ctx.signer.sign_holder_commitment(commitment)
     return finalize_commitment(commitment, ours, der(ledger.local_commit_signature, "stored signature"))
+
+
+def kept_local_commitment(state: ChannelState, ctx: Context) -> tuple[Action, ...]:
+    """Developer mode: our newest commitment, fully signed, while the signer still signs it."""
+    if not ctx.config.keep_signed_commitments:
+        return ()
+    number = state.require_ledger().local_commitment_number
+    return (LocalCommitmentSigned(state.channel_id, number, signed_local_commitment(state, ctx)),)

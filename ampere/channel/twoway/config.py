@@ -70,6 +70,9 @@ class ChannelConfig:
     fulfilled_htlc_deadline_blocks: int = 18
     # A fundee forgets a channel whose funding never confirmed after this many blocks.
     funding_timeout_blocks: int = 2016
+    # Developer mode: emit `LocalCommitmentSigned` for each commitment of ours we accept, so that a
+    # test can later broadcast a revoked one. Off: no signing and no action.
+    keep_signed_commitments: bool = False
 
     def reserve_for(self, funding_sat: int) -> int:
         return funding_sat * self.channel_reserve_basis_points // 10_000

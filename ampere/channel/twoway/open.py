@@ -29,6 +29,7 @@ from ampere.channel.twoway.common import (
     Handler,
     Transition,
     compact,
+    kept_local_commitment,
     local_commitment,
     verify_local_commitment,
 )
@@ -314,6 +315,7 @@ def funding_signed_received(state: ChannelState, msg: FundingSigned, ctx: Contex
     return Transition(
         state,
         (
+            *kept_local_commitment(state, ctx),
             Broadcast(funding_tx, "funding"),
             WatchFunding(state.require_funding(), _funding_script(state), state.minimum_depth),
         ),
@@ -420,6 +422,7 @@ def funding_created_received(state: ChannelState, msg: FundingCreated, ctx: Cont
     return Transition(
         state,
         (
+            *kept_local_commitment(state, ctx),
             SendMessage(reply),
             WatchFunding(state.require_funding(), _funding_script(state), state.minimum_depth),
         ),

@@ -24,6 +24,7 @@ from ampere.channel.twoway.common import (
     Context,
     Handler,
     Transition,
+    kept_local_commitment,
     local_commitment,
     sign_remote_commitment,
     verify_local_commitment,
@@ -72,6 +73,7 @@ from ampere.channel.twoway.state import (
     Removal,
     RemovalKind,
 )
+from ampere.channel.twoway.totals import derive_totals
 from ampere.crypto.keys import KeyDerivationError, per_commitment_point
 from ampere.crypto.shachain import ShachainError, ShachainStore
 
@@ -88,8 +90,8 @@ def _require_live(state: ChannelState) -> None:
 
 def add_command(state: ChannelState, cmd: AddHtlc, ctx: Context) -> Transition:
     _require_live(state)
-    ledger = state.require_ledger()
-    marks, ledger = ledger.next_marks()
+    before = state.require_ledger()
+    marks, ledger = before.next_marks()
     entry = HtlcEntry(
         offered=True,
         htlc_id=ledger.next_local_htlc_id,
@@ -100,6 +102,7 @@ def add_command(state: ChannelState, cmd: AddHtlc, ctx: Context) -> Transition:
         add=marks,
     )
     ledger = replace(ledger, htlcs=(*ledger.htlcs, entry), next_local_htlc_id=entry.htlc_id + 1)
+    ledger = derive_totals(before, ledger, None, entry)
     check_outgoing_add(state, ledger, entry, ctx.config)
     message = UpdateAddHtlc(
         state.channel_id, entry.htlc_id, entry.amount_msat, entry.payment_hash, entry.cltv_expiry, entry.onion
@@ -111,10 +114,10 @@ def add_command(state: ChannelState, cmd: AddHtlc, ctx: Context) -> Transition:
 
 
 def add_received(state: ChannelState, msg: UpdateAddHtlc, ctx: Context) -> Transition:
-    ledger = state.require_ledger()
-    if msg.id != ledger.next_remote_htlc_id:
-        raise ChannelError(f"update_add_htlc id {msg.id}, expected {ledger.next_remote_htlc_id}")
-    marks, ledger = ledger.next_marks()
+    before = state.require_ledger()
+    if msg.id != before.next_remote_htlc_id:
+        raise ChannelError(f"update_add_htlc id {msg.id}, expected {before.next_remote_htlc_id}")
+    marks, ledger = before.next_marks()
     entry = HtlcEntry(
         offered=False,
         htlc_id=msg.id,
@@ -125,7 +128,8 @@ def add_received(state: ChannelState, msg: UpdateAddHtlc, ctx: Context) -> Trans
         add=marks,
     )
     ledger = replace(ledger, htlcs=(*ledger.htlcs, entry), next_remote_htlc_id=msg.id + 1)
-    check_incoming_add(state, ledger, entry)
+    ledger = derive_totals(before, ledger, None, entry)
+    check_incoming_add(state, ledger, entry, ctx.config)
     return Transition(replace(state, ledger=ledger))
 
 
@@ -150,7 +154,8 @@ def _removable(state: ChannelState, htlc_id: int) -> tuple[Ledger, HtlcEntry]:
 
 
 def _remove(state: ChannelState, ledger: Ledger, entry: HtlcEntry, removal: Removal) -> ChannelState:
-    return replace(state, ledger=ledger.replace_htlc(replace(entry, removal=removal)))
+    removed = replace(entry, removal=removal)
+    return replace(state, ledger=derive_totals(ledger, ledger.replace_htlc(removed), entry, removed))
 
 
 def fulfill_command(state: ChannelState, cmd: FulfillHtlc, ctx: Context) -> Transition:
@@ -336,7 +341,8 @@ def commitment_signed_received(state: ChannelState, msg: CommitmentSigned, ctx: 
     )
     events = _irrevocable_events(state, ledger, updated, ctx)
     state = replace(state, ledger=prune(updated))
-    return auto_sign(Transition(state, (SendMessage(revocation), *events)), ctx)
+    kept = kept_local_commitment(state, ctx)
+    return auto_sign(Transition(state, (*kept, SendMessage(revocation), *events)), ctx)
 
 
 def remote_commitment_record(state: ChannelState, ledger: Ledger, number: int) -> CommitmentRevoked:

@@ -1,0 +1,139 @@
+"""The RSMC scenario end to end: two `ampere node --developer` processes on one `ampere chain`, by RPC only.
+
+Alice opens 2 BTC giving Bob 1 BTC, pays him 0.5 BTC with an invoice, then broadcasts her revoked first
+commitment with `dev-cheat`. Bob's node publishes the justice transaction well within `to_self_delay`
+and ends with the whole channel less the fees; Alice gets nothing from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ampere.bitcoin.address import script_pubkey_to_address
+from ampere.bitcoin.network import Network
+from tests.chain.helpers import SINK_SCRIPT
+from tests.e2e.harness import NodeProcess, start_chain, start_node, stop_quietly, wait_for
+
+CAPACITY_SAT = 200_000_000  # 2 BTC
+PUSH_MSAT = 100_000_000_000  # 1 BTC to Bob
+PAYMENT_MSAT = 50_000_000_000  # 0.5 BTC
+DEFAULT_DELAY = 144
+# The commitment's fee and two claims (justice, to_remote) at the regtest fallback feerate, with room.
+MAX_FEES_SAT = 20_000
+SINK = script_pubkey_to_address(SINK_SCRIPT, Network.REGTEST)
+
+
+@pytest.fixture
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    root = tmp_path_factory.mktemp("breach")
+    chain = start_chain(root / "chain")
+    started: list[NodeProcess] = []
+    try:
+        for name in ("alice", "bob"):
+            started.append(start_node(root / name, *chain.node_args(), "--developer"))
+        yield started[0], started[1]
+    finally:
+        for node in started:
+            stop_quietly(node)
+        chain.stop()
+
+
+def _state(node: NodeProcess, channel_id: str) -> str | None:
+    found = [c for c in node.rpc("listchannels")["channels"] if c["channel_id"] == channel_id]
+    return str(found[0]["state"]) if found else None
+
+
+def _closed(node: NodeProcess, channel_id: str) -> dict[str, Any] | None:
+    found = [c for c in node.rpc("listclosed")["channels"] if c["channel_id"] == channel_id]
+    return found[0] if found else None
+
+
+def _mine(miner: NodeProcess, count: int, *others: NodeProcess) -> int:
+    miner.rpc("generate", [count, SINK])
+    height = int(miner.getinfo()["blockheight"])
+    for node in others:
+        wait_for(lambda node=node: node.getinfo()["blockheight"] >= height, what="the node to follow")  # type: ignore[misc]
+    return height
+
+
+def _confirmed(node: NodeProcess) -> dict[tuple[str, int], int]:
+    return {
+        (o["txid"], o["vout"]): o["amount_sat"]
+        for o in node.rpc("listfunds")["outputs"]
+        if o["status"] == "confirmed"
+    }
+
+
+def _justice_swept(bob: NodeProcess, channel_id: str) -> dict[str, Any] | None:
+    entry = _closed(bob, channel_id)
+    if entry is None or entry["close_type"] != "breach":
+        return None
+    justice = [o for o in entry["outputs"] if o["path"] == "justice"]
+    if not justice or any(o["status"] != "swept" for o in justice):
+        return None
+    return entry
+
+
+def test_revoked_commitment_is_punished(nodes: tuple[NodeProcess, NodeProcess]) -> None:
+    alice, bob = nodes
+    bob_id = bob.getinfo()["id"]
+    alice.rpc("generate", [101])
+    alice.rpc("connect", [f"{bob_id}@{bob.getinfo()['listen'][0]}"])
+    opened = alice.rpc("openchannel", {"node_id": bob_id, "amount": CAPACITY_SAT, "push_msat": PUSH_MSAT})
+    channel_id = opened["channel_id"]
+    wait_for(lambda: _state(bob, channel_id), what="bob sees the channel")
+    _mine(alice, 3, bob)
+    wait_for(
+        lambda: _state(alice, channel_id) == "normal" and _state(bob, channel_id) == "normal", what="normal"
+    )
+
+    invoice = bob.rpc("invoice", {"amount_msat": PAYMENT_MSAT, "label": "half a bitcoin"})
+    paid = alice.rpc("pay", [invoice["bolt11"]])
+    assert paid["status"] == "complete" and paid["amount_msat"] == PAYMENT_MSAT
+    wait_for(
+        lambda: all(
+            not c["pending_htlcs"] and c["remote_balance_msat"] == PUSH_MSAT + PAYMENT_MSAT
+            for c in alice.rpc("listchannels")["channels"]
+        ),
+        what="the payment settled",
+    )
+    assert not _confirmed(bob), "bob's wallet should hold nothing but what the channel gives him"
+    alice_before = _confirmed(alice)
+
+    cheat = alice.cli_json("dev-cheat", channel_id, "0")  # the CLI is one more RPC client
+    cheat_txid = cheat["txid"]
+    assert cheat["commitment_number"] == 0
+    assert _state(alice, channel_id) == "force_closing"
+
+    breach_height = _mine(alice, 1, bob)
+    wait_for(lambda: _closed(bob, channel_id), what="bob to see the breach")
+    entry = None
+    for _ in range(10):  # one block at a time: the justice transaction confirms in one of the first few
+        entry = _justice_swept(bob, channel_id)
+        if entry is not None:
+            break
+        _mine(alice, 1, bob)
+    assert entry is not None, f"no justice swept within 10 blocks: {_closed(bob, channel_id)}"
+    assert entry["closing_txid"] == cheat_txid
+    justice = [o for o in entry["outputs"] if o["path"] == "justice"]
+    swept_by = {o["sweep_txid"] for o in justice}
+    assert int(alice.getinfo()["blockheight"]) < breach_height + DEFAULT_DELAY, "justice came too late"
+
+    # Bob: the whole 2 BTC less the commitment's fee and his claims' fees, all in his wallet.
+    wait_for(lambda: all(o["status"] == "swept" for o in _closed(bob, channel_id)["outputs"]), what="swept")  # type: ignore[index]
+    gained = wait_for(lambda: sum(_confirmed(bob).values()), what="bob's wallet")
+    assert CAPACITY_SAT - MAX_FEES_SAT < gained < CAPACITY_SAT
+    assert swept_by <= {txid for txid, _ in _confirmed(bob)}
+
+    # Alice: nothing from the channel (her wallet holds only what it held before the cheat).
+    _mine(alice, 6, bob)
+    after = _confirmed(alice)
+    assert set(after) <= set(alice_before)
+    assert not any(txid in {cheat_txid, *swept_by} for txid, _ in after)
+    wait_for(lambda: _state(bob, channel_id) == "closed", what="bob's channel closed")
+    assert _state(alice, channel_id) in ("force_closing", "closed")
+    alice_entry = _closed(alice, channel_id)
+    assert alice_entry is None or not any(o["status"] == "swept" for o in alice_entry["outputs"])
