@@ -68,6 +68,10 @@ def _handlers(service: ChannelService) -> Mapping[str, Handler]:
         return {"channels": [listing_json(listing) for listing in service.list_channels()]}
 
     async def closechannel(params: dict[str, Any]) -> Any:
+        if params.get("force"):
+            forced = await service.onchain.force_close(params["channel"])
+            txid = forced.closing_txid[::-1].hex()
+            return {"channel_id": forced.channel_id.hex(), "closing_txid": txid, "type": "unilateral"}
         result = await service.close_channel(params["channel"])
         return {
             "channel_id": result.channel_id.hex(),

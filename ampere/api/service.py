@@ -11,13 +11,17 @@ import asyncio
 import logging
 import signal
 
+from ampere.api.backup_methods import register_backup_methods
 from ampere.api.channel_methods import register_channel_methods
+from ampere.api.dev_methods import register_dev_methods
 from ampere.api.jsonrpc import JsonRpcProcessor
 from ampere.api.micro_methods import register_micro_methods
 from ampere.api.node_methods import register_node_methods
+from ampere.api.onchain_methods import register_onchain_methods
 from ampere.api.payment_methods import register_payment_methods
 from ampere.api.registry import MethodRegistry
 from ampere.api.server import RpcServer
+from ampere.node.backup_service import BackupService, backup_service_of
 from ampere.node.bootstrap import Prepared
 from ampere.node.channel_service import ChannelService, channel_service_of
 from ampere.node.config import NodeConfig
@@ -38,12 +42,18 @@ def build_registry(node: Node) -> MethodRegistry:
     channels = channel_service_of(node)
     if channels is not None:
         register_channel_methods(registry, channels)
+        register_onchain_methods(registry, channels.onchain)
+        if node.config.developer:
+            register_dev_methods(registry, channels)
     payments = payment_service_of(node)
     if payments is not None:
         register_payment_methods(registry, payments)
     micro = micro_service_of(node)
     if micro is not None:
         register_micro_methods(registry, micro)
+    backups = backup_service_of(node)
+    if backups is not None:
+        register_backup_methods(registry, backups)
     return registry
 
 
@@ -52,6 +62,7 @@ async def serve(config: NodeConfig, prepared: Prepared) -> int:
     node.add_service(ChannelService())
     node.add_service(PaymentService(SphinxOnion()))
     node.add_service(MicroService())
+    node.add_service(BackupService())  # after the channel service, whose channels it backs up
     server: RpcServer | None = None
     try:
         await node.start()

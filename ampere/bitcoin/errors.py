@@ -17,4 +17,3 @@ class ScriptError(BitcoinError):
 
 class InvalidKeyError(BitcoinError):
     """An invalid private key, public key or signature encoding."""
-

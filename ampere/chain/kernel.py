@@ -313,9 +313,7 @@ class Kernel:
 
     def _on_connected(self, _user_data: Any, block: Any, entry: Any) -> None:
         if self._collecting:
-            self._events.append(
-                ChainEvent(EventKind.CONNECTED, entry.height, bytes(entry.block_hash), block)
-            )
+            self._events.append(ChainEvent(EventKind.CONNECTED, entry.height, bytes(entry.block_hash), block))
 
     def _on_disconnected(self, _user_data: Any, block: Any, entry: Any) -> None:
         if self._collecting:

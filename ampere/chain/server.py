@@ -150,7 +150,6 @@ def broadcast_error_to_rpc(error: BroadcastError) -> RpcError:
     return RpcError(RpcErrorCode.VERIFY_REJECTED, error.detail)
 
 
-
 # --- the methods -----------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from ampere.bitcoin.tx import Transaction
 from ampere.chain.errors import ChainError
@@ -45,6 +46,16 @@ _WATCHING_PHASES = frozenset(
 )
 
 
+class ChainHook(Protocol):
+    """Told what the watcher saw (the on-chain resolution): funding spends, each block once processed."""
+
+    def funding_spent(self, managed: ManagedChannel, tx: Transaction) -> None: ...
+
+    async def block_processed(self, block: BlockInfo) -> None: ...
+
+    async def block_disconnected(self, height: int) -> None: ...
+
+
 def short_channel_id(height: int, tx_index: int, output_index: int) -> int:
     return (height << 40) | (tx_index << 16) | output_index
 
@@ -68,6 +79,7 @@ class ChannelChainWatcher:
         self._lock = asyncio.Lock()
         self._height = -1
         self.feerate_per_kw = FEERATE_FLOOR_PER_KW
+        self.hooks: list[ChainHook] = []
 
     @property
     def height(self) -> int:
@@ -138,6 +150,8 @@ class ChannelChainWatcher:
                     managed.funding_height = managed.funding_tx_index = None
                     managed.funding_transaction = None
             self._height = min(self._height, height - 1)
+            for hook in self.hooks:
+                await hook.block_disconnected(height)
 
     async def transaction_seen(self, tx: Transaction) -> None:
         return None
@@ -161,6 +175,8 @@ class ChannelChainWatcher:
                     log.info("channel %s: funding spent by %s", spent.channel_id.hex(), tx.txid_hex)
                     spent.handle(FundingSpent(tx))
                     self._after_event(spent)
+                    for hook in self.hooks:
+                        hook.funding_spent(spent, tx)
         await self.refresh_feerate()
         for managed in channels:
             if managed.state.phase not in _WATCHING_PHASES:
@@ -168,6 +184,8 @@ class ChannelChainWatcher:
             self._report_depth(managed, block.height)
             managed.handle(BlockConnected(block.height))
             self._after_event(managed)
+        for hook in self.hooks:
+            await hook.block_processed(block)
         self._height = block.height
         self._store.put(CHANNEL_SERVICE_NAMESPACE, _SCANNED_HEIGHT, str(block.height).encode("ascii"))
 

@@ -39,8 +39,18 @@ CHANNEL_METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(("listchannels",), (), READ, "our two-way channels, their states and balances"),
     MethodSpec(
         ("closechannel",),
-        (_CHANNEL,),
+        (
+            _CHANNEL,
+            ParamSpec(
+                "force",
+                ParamKind.BOOLEAN,
+                help="broadcast our commitment instead (unilateral close; the peer gets an error)",
+                required=False,
+                option=True,
+            ),
+        ),
         ADMIN,
-        "close a channel cooperatively; returns once the closing transaction is broadcast",
+        "close a channel cooperatively (or with --force unilaterally); returns once the closing "
+        "transaction is broadcast",
     ),
 )

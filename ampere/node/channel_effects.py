@@ -30,10 +30,12 @@ from ampere.channel.twoway import (
     SendMessage,
     WatchFunding,
 )
+from ampere.channel.twoway.actions import LocalCommitmentSigned
 from ampere.channel.twoway.errors import ErrorResponse
 from ampere.errors import AmpereError
 from ampere.node.channel_managed import ManagedChannel
 from ampere.node.channel_open import ChannelCommandError, CloseResult, OpenChannelError, OpenResult
+from ampere.node.dev_commitments import KeptCommitmentRepository
 from ampere.node.peer_protocol import PeerError
 
 if TYPE_CHECKING:
@@ -128,10 +130,16 @@ class ChannelEffects:
             log.info("channel open with %s failed: %s", managed.peer_id.hex(), action.reason)
         elif isinstance(action, Error):
             await self._error(managed, action)
+        elif isinstance(action, LocalCommitmentSigned):
+            # Developer mode: stored before the channel's next effect (our revoke_and_ack) runs.
+            KeptCommitmentRepository(node.store).put(action)
 
     async def _broadcast(self, managed: ManagedChannel, action: Broadcast) -> None:
         node = self._service.node
         tx = action.transaction
+        if action.label == "local commitment":
+            # Stored as a closed channel to resolve before the commitment can reach the chain.
+            await self._service.onchain.local_commitment_broadcast(managed, tx)
         try:
             await node.chain.backend.broadcast(tx)
             log.info("channel %s: broadcast %s %s", managed.channel_id.hex(), action.label, tx.txid_hex)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ampere.channel.signer import InMemorySigner
@@ -37,6 +37,7 @@ from ampere.channel.twoway import (
     pending_incoming_htlcs,
 )
 from ampere.channel.twoway.errors import ErrorResponse
+from ampere.channel.twoway.ledger import View
 from ampere.channel.twoway.messages import (
     CHANNEL_MESSAGE_NAMES,
     ErrorMessage,
@@ -44,6 +45,7 @@ from ampere.channel.twoway.messages import (
 )
 from ampere.channel.twoway.state import Connection, RemovalKind
 from ampere.channel.twoway.summary import ChannelSummary, summarize
+from ampere.channel.twoway.totals import view_totals
 from ampere.node.channel_chain import ChannelChainWatcher
 from ampere.node.channel_effects import ChannelEffects
 from ampere.node.channel_managed import ManagedChannel
@@ -61,6 +63,7 @@ from ampere.node.channel_persist import GroupCommitter
 from ampere.node.errors import NotFoundError
 from ampere.node.htlc_interface import ChannelUnavailableError, HtlcListener, HtlcRefusedError, UsableChannel
 from ampere.node.node import Node
+from ampere.node.onchain_service import OnchainResolutionService
 from ampere.node.peer_manager import PeerConnected, PeerDisconnected, PeerEvent
 from ampere.node.peer_protocol import PeerError
 from ampere.store.repositories import ChannelStateRepository, PreimageRepository
@@ -98,6 +101,8 @@ class ChannelService:
         self._effects: ChannelEffects | None = None
         self._records: ChannelRecords | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.onchain = OnchainResolutionService(self)
+        self._change_listeners: list[Callable[[], None]] = []  # a channel got funded or ended (backups)
 
     # --- lifecycle --------------------------------------------------------------------------------------
     @property
@@ -123,6 +128,8 @@ class ChannelService:
 
     async def start(self, node: Node) -> None:
         self._node = node
+        if node.config.developer:  # keep our commitments signed for `dev-cheat`
+            self.config = replace(self.config, keep_signed_commitments=True)
         self._committer = GroupCommitter(node.store)
         self._records = ChannelRecords(node.store)
         self._effects = ChannelEffects(self)
@@ -131,7 +138,10 @@ class ChannelService:
         )
         feerate = await self._watcher.refresh_feerate()
         self._restore_all(feerate)
+        self.onchain.load()
+        self._watcher.hooks.append(self.onchain)
         await self._watcher.start(node.follower.height)
+        await self.onchain.resume()
         node.follower.add_listener(self._watcher)
         node.peers.subscribe(self._on_peer_event)
         node.peers.register_handler(sorted(CHANNEL_MESSAGE_NAMES), self._on_message)
@@ -212,6 +222,7 @@ class ChannelService:
             self._by_id[state.channel_id] = managed
             self._by_temporary.pop((managed.peer_id, state.temporary_channel_id), None)
             self.node.channels.register(managed)
+            self._changed()
         if state.phase is Phase.ABORTED:
             self.forget(managed)
         elif state.phase is Phase.CLOSED and not managed.archived:
@@ -232,6 +243,19 @@ class ChannelService:
         ChannelStateRepository(self.node.store).archive(channel_id)
         self.node.channels.unregister(channel_id)
         log.info("channel %s closed and archived", channel_id.hex())
+        self._changed()
+
+    def add_change_listener(self, callback: Callable[[], None]) -> None:
+        """`callback()` runs whenever a channel's funding becomes known or a channel is archived."""
+        self._change_listeners.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self._change_listeners:
+            callback()
+
+    def funded_channels(self) -> list[ManagedChannel]:
+        """Channels whose funding is known and that are not archived (what a static backup holds)."""
+        return [m for m in self._channels if m.is_funded and not m.archived]
 
     def _route(self, peer_id: bytes, channel_id: bytes) -> ManagedChannel | None:
         managed = self._by_id.get(channel_id)
@@ -454,6 +478,7 @@ class ChannelService:
         self._listeners.append(listener)
         for managed in self._channels:
             self._spawn(self._replay(managed, listener))
+        self._spawn(self.onchain.replay_outcomes(listener))
 
     @property
     def listeners(self) -> list[HtlcListener]:
@@ -516,17 +541,16 @@ def _raise_command_error(actions: Sequence[object]) -> None:
 
 def _spendable(managed: ManagedChannel) -> tuple[int, int]:
     """An estimate of what one more HTLC may carry each way (the channel has the final word)."""
-    summary = summarize(managed.state)
     state = managed.state
-    if state.local is None or state.remote is None:
+    if state.local is None or state.remote is None or state.ledger is None:
         return 0, 0
-    ours = summary.local_balance_msat - state.remote.channel_reserve_sat * 1000
-    theirs = summary.remote_balance_msat - state.local.channel_reserve_sat * 1000
-    feerate = state.ledger.feerate_per_kw if state.ledger is not None else 0
+    # The channel's running totals of our newest commitment: no scan of the HTLCs in flight.
+    current = view_totals(state, state.ledger, View.LOCAL, managed.channel.config.fee_spike_multiplier)
+    ours = current.local_msat - state.remote.channel_reserve_sat * 1000
+    theirs = current.remote_msat - state.local.channel_reserve_sat * 1000
+    feerate = state.ledger.feerate_per_kw
     anchors = state.channel_type.commitment_format.has_anchors
-    weight = (_ANCHOR_BASE_WEIGHT if anchors else _BASE_WEIGHT) + _HTLC_WEIGHT * (
-        len(summary.pending_htlcs) + 1
-    )
+    weight = (_ANCHOR_BASE_WEIGHT if anchors else _BASE_WEIGHT) + _HTLC_WEIGHT * (current.htlc_count + 1)
     # The opener pays the fee, with room for it to double (BOLT 2's fee spike buffer), and the anchors.
     fee_msat = feerate * weight * _FEE_SPIKE_MULTIPLIER + (_ANCHORS_MSAT if anchors else 0)
     if state.is_opener:

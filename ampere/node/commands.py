@@ -10,10 +10,13 @@ Each group lives in its own module; a new group is added to `METHOD_GROUPS` here
 
 from __future__ import annotations
 
+from ampere.node.backup_commands import BACKUP_METHODS
 from ampere.node.channel_commands import CHANNEL_METHODS
+from ampere.node.dev_commands import DEV_METHODS
 from ampere.node.method_spec import MethodSpec, ParamKind, ParamSpec, Permission, method_name
 from ampere.node.micro_commands import MICRO_METHODS
 from ampere.node.node_commands import NODE_METHODS
+from ampere.node.onchain_commands import ONCHAIN_METHODS
 from ampere.node.payment_commands import PAYMENT_METHODS
 
 __all__ = [
@@ -28,7 +31,15 @@ __all__ = [
     "method_name",
 ]
 
-METHOD_GROUPS: list[tuple[MethodSpec, ...]] = [NODE_METHODS, CHANNEL_METHODS, PAYMENT_METHODS, MICRO_METHODS]
+METHOD_GROUPS: list[tuple[MethodSpec, ...]] = [
+    NODE_METHODS,
+    CHANNEL_METHODS,
+    ONCHAIN_METHODS,
+    PAYMENT_METHODS,
+    MICRO_METHODS,
+    BACKUP_METHODS,
+    DEV_METHODS,
+]
 
 
 def all_methods() -> tuple[MethodSpec, ...]:

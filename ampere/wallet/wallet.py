@@ -209,8 +209,13 @@ class Wallet:
 
     def _is_own_change(self, coin: WalletCoin) -> bool:
         parent = self._unconfirmed_txs.get(coin.outpoint.txid)
-        return parent is not None and coin.path.chain == CHANGE_CHAIN and all(
-            txin.prevout in self._coins or txin.prevout in self._spent_unconfirmed for txin in parent.inputs
+        return (
+            parent is not None
+            and coin.path.chain == CHANGE_CHAIN
+            and all(
+                txin.prevout in self._coins or txin.prevout in self._spent_unconfirmed
+                for txin in parent.inputs
+            )
         )
 
     def balance(self, tip_height: int) -> tuple[int, int]:

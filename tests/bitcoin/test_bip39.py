@@ -27,8 +27,7 @@ from ampere.bitcoin.bip39 import (
 TREZOR_VECTORS: list[tuple[str, str, str, str]] = [
     (
         "00000000000000000000000000000000",
-        "abandon abandon abandon abandon abandon abandon "
-        "abandon abandon abandon abandon abandon about",
+        "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about",
         "c55257c360c07c72029aebc1b53c05ed0362ada38ead3e3e9efa3708e53495531f09a6987599d18264c1e1c92f2cf141630c7a3c4ab7c81b2f001698e7463b04",
         "xprv9s21ZrQH143K3h3fDYiay8mocZ3afhfULfb5GX8kCBdno77K4HiA15Tg23wpbeF1pLfs1c5SPmYHrEpTuuRhxMwvKDwqdKiGJS9XFKzUsAF",
     ),

@@ -189,7 +189,7 @@ def test_checksum_catches_any_flipped_bit() -> None:
         lambda body: b"\x02" + body[1:],  # unknown version
         lambda body: body[:1] + bytes([body[1] + 1]) + body[2:],  # count mismatch
         lambda body: body[:1] + bytes([50]) + body[2:],  # more entries than buckets
-        lambda body: body[:2 + 38] + bytes([body[2 + 38] ^ 1]) + body[2 + 39 :],  # secret of bucket 0
+        lambda body: body[: 2 + 38] + bytes([body[2 + 38] ^ 1]) + body[2 + 39 :],  # secret of bucket 0
         lambda body: body[:2] + bytes([body[2] + 1]) + body[3:],  # wrong bucket for index
         lambda body: body[:2] + body[2 + 39 : 2 + 78] + body[2:41] + body[80:],  # buckets out of order
         lambda body: body[:1] + bytes([body[1] - 1]) + body[2 + 39 :],  # an entry dropped

@@ -300,3 +300,12 @@ def start_chain(datadir: Path) -> ChainProcess:
 
     url = wait_for(ready, timeout=STARTUP_TIMEOUT, what="ampere chain")
     return ChainProcess(datadir, process, url)
+
+
+def printed_mnemonic(node: NodeProcess) -> str:
+    """The seed words a node printed on stdout at its first start (shown once, never logged)."""
+    lines = node.stdout().splitlines()
+    for index, line in enumerate(lines[:-1]):
+        if line.startswith("New node seed."):
+            return lines[index + 1].strip()
+    raise AssertionError(f"no seed printed by the node in {node.datadir}")

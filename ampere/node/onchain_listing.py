@@ -1,0 +1,70 @@
+"""`listclosed` entries, and what a resolution tells the HTLC listeners.
+
+A force close lists the resolver's outputs as they are (`ChannelResolver.listclosed_entry`). A mutual
+close has nothing to claim: its outputs paying our closing script are listed as `to_local`, swept by the
+closing transaction itself once it confirmed. Every entry also carries `state`: `closing` (a mutual close
+not yet confirmed), `force_closing` (outputs being resolved) or `closed` (every output resolved), the
+words `listchannels` uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ampere.channel.twoway import HtlcFailed
+from ampere.channel.twoway.actions import CloseType
+from ampere.node.onchain_record import ResolutionRecord
+from ampere.onchain import OutputPath, OutputStatus
+
+__all__ = ["ANTI_REORG_DEPTH", "listclosed_entry", "timed_out_htlcs"]
+
+# A timeout is reported to the payment side only this deep: a shallower one could still be undone.
+ANTI_REORG_DEPTH = 6
+
+
+def listclosed_entry(record: ResolutionRecord) -> dict[str, Any]:
+    resolver = record.resolver
+    entry = resolver.listclosed_entry()
+    if resolver.close_type is CloseType.MUTUAL:
+        tx = resolver.closing_tx
+        confirmed = resolver.closing_height
+        entry["outputs"] = [
+            {
+                "outpoint": str(tx.outpoint(vout)),
+                "amount_sat": tx.outputs[vout].value,
+                "path": OutputPath.TO_LOCAL.value,
+                "claimable_at_height": confirmed,
+                "status": (OutputStatus.PENDING if confirmed is None else OutputStatus.SWEPT).value,
+                "sweep_txid": None if confirmed is None else tx.txid_hex,
+            }
+            for vout in record.mutual_vouts
+        ]
+    if resolver.resolved:
+        entry["state"] = "closed"
+    elif resolver.close_type is CloseType.MUTUAL:
+        entry["state"] = "closing"
+    else:
+        entry["state"] = "force_closing"
+    entry["closing_height"] = resolver.closing_height
+    return entry
+
+
+def timed_out_htlcs(record: ResolutionRecord) -> list[HtlcFailed]:
+    """Our offered HTLCs whose timeout claim is deep enough to fail them upstream, not reported yet."""
+    resolver = record.resolver
+    deep = resolver.tip - ANTI_REORG_DEPTH + 1
+    hashes = {
+        out.payment_hash
+        for out in resolver.outputs
+        if out.path is OutputPath.HTLC_TIMEOUT
+        and out.parent is None
+        and out.status is OutputStatus.SWEPT
+        and out.by_us
+        and out.spent_height is not None
+        and out.spent_height <= deep
+    }
+    return [
+        HtlcFailed(htlc.htlc_id, htlc.payment_hash, b"")
+        for htlc in record.offered
+        if htlc.payment_hash in hashes and htlc.htlc_id not in record.failures_reported
+    ]
