@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ampere.bitcoin.bip32 import ExtendedPrivateKey
 from ampere.bitcoin.network import Network
 from ampere.chain.embedded import EmbeddedChain, EmbeddedChainBackend
-from ampere.channel.twoway import ChannelConfig, HtlcFailed, HtlcFulfilled, HtlcReceived
+from ampere.channel.twoway import ChannelConfig
 from ampere.node.channel_open import OpenChannelError, PeerNotConnectedError
 from ampere.node.channel_service import ChannelListing, ChannelService
 from ampere.node.config import NodeConfig
@@ -27,6 +26,7 @@ from ampere.node.node import ChainConnection, Node
 from ampere.store import open_store
 from ampere.wire import make_message
 
+from .channel_helpers import HoldingListener
 from .helpers import ScriptedPeer, async_test, fast_config
 
 ONION = bytes(1366)
@@ -35,32 +35,6 @@ WAIT = 20.0
 
 async def _no_close() -> None:
     return None
-
-
-@dataclass
-class Recorder:
-    """An `HtlcListener` that fulfills every HTLC whose preimage it knows."""
-
-    service: ChannelService
-    preimages: dict[bytes, bytes] = field(default_factory=dict)
-    received: dict[tuple[bytes, int], HtlcReceived] = field(default_factory=dict)
-    fulfilled: dict[bytes, HtlcFulfilled] = field(default_factory=dict)
-    failed: list[HtlcFailed] = field(default_factory=list)
-
-    async def htlc_received(self, channel_id: bytes, htlc: HtlcReceived) -> None:
-        key = (channel_id, htlc.htlc_id)
-        if key in self.received:
-            return
-        self.received[key] = htlc
-        preimage = self.preimages.get(htlc.payment_hash)
-        if preimage is not None:
-            await self.service.fulfill_htlc(channel_id, htlc.htlc_id, preimage)
-
-    async def htlc_fulfilled(self, channel_id: bytes, outcome: HtlcFulfilled) -> None:
-        self.fulfilled[outcome.payment_hash] = outcome
-
-    async def htlc_failed(self, channel_id: bytes, outcome: HtlcFailed) -> None:
-        self.failed.append(outcome)
 
 
 class NodeUnderTest:
@@ -76,7 +50,7 @@ class NodeUnderTest:
         self.chain = chain
         self.node: Node | None = None
         self.service = ChannelService()
-        self.recorder = Recorder(self.service)
+        self.recorder = HoldingListener(self.service)
 
     async def start(self) -> Node:
         config = NodeConfig(datadir=self.datadir, listen=("127.0.0.1", 0), poll_interval=0.05)
@@ -84,7 +58,7 @@ class NodeUnderTest:
         connection = ChainConnection(EmbeddedChainBackend(self.chain), Network.REGTEST, close=_no_close)
         self.service = ChannelService(self.config)
         preimages = self.recorder.preimages
-        self.recorder = Recorder(self.service, preimages)
+        self.recorder = HoldingListener(self.service, preimages)
         node = Node(config, self.keys, store, connection, 0, fast_config())
         node.add_service(self.service)
         await node.start()
