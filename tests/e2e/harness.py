@@ -6,6 +6,7 @@ Everything binds port 0; readiness is a condition polled (rpc.json, then `getinf
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -309,3 +310,56 @@ def printed_mnemonic(node: NodeProcess) -> str:
         if line.startswith("New node seed."):
             return lines[index + 1].strip()
     raise AssertionError(f"no seed printed by the node in {node.datadir}")
+
+
+@contextlib.contextmanager
+def chain_and_nodes(root: Path, names: Sequence[str], *node_args: str) -> Iterator[list[NodeProcess]]:
+    """One `ampere chain` and a node per name on it (each started with `node_args`), stopped after."""
+    chain = start_chain(root / "chain")
+    started: list[NodeProcess] = []
+    try:
+        for name in names:
+            started.append(start_node(root / name, *chain.node_args(), *node_args))
+        yield started
+    finally:
+        for node in started:
+            stop_quietly(node)
+        chain.stop()
+
+
+# --- channel rows ------------------------------------------------------------------------------------------
+
+
+def channel_row(node: NodeProcess, channel_id: str) -> dict[str, Any] | None:
+    """The channel's `listchannels` row, if the node lists it."""
+    for channel in node.rpc("listchannels")["channels"]:
+        if channel["channel_id"] == channel_id:
+            return dict(channel)
+    return None
+
+
+def channel_in_state(node: NodeProcess, channel_id: str, state: str) -> dict[str, Any] | None:
+    channel = channel_row(node, channel_id)
+    return channel if channel is not None and channel["state"] == state else None
+
+
+def closed_row(node: NodeProcess, channel_id: str) -> dict[str, Any] | None:
+    """The channel's `listclosed` row, if the node lists it."""
+    for channel in node.rpc("listclosed")["channels"]:
+        if channel["channel_id"] == channel_id:
+            return dict(channel)
+    return None
+
+
+def _at_height(node: NodeProcess, height: int) -> bool:
+    return int(node.getinfo()["blockheight"]) >= height
+
+
+def mine_blocks(miner: NodeProcess, count: int, address: str, *followers: NodeProcess) -> int:
+    """Mine `count` blocks paying `address` through `miner`; return the new height once every
+    follower has reached it."""
+    miner.rpc("generate", [count, address])
+    height = int(miner.getinfo()["blockheight"])
+    for node in followers:
+        wait_for(functools.partial(_at_height, node, height), what=f"{node.datadir.name} to follow")
+    return height

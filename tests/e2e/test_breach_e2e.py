@@ -15,7 +15,13 @@ import pytest
 from ampere.bitcoin.address import script_pubkey_to_address
 from ampere.bitcoin.network import Network
 from tests.chain.helpers import SINK_SCRIPT
-from tests.e2e.harness import NodeProcess, start_chain, start_node, stop_quietly, wait_for
+from tests.e2e.harness import (
+    NodeProcess,
+    chain_and_nodes,
+    closed_row,
+    mine_blocks,
+    wait_for,
+)
 
 CAPACITY_SAT = 200_000_000  # 2 BTC
 PUSH_MSAT = 100_000_000_000  # 1 BTC to Bob
@@ -28,17 +34,8 @@ SINK = script_pubkey_to_address(SINK_SCRIPT, Network.REGTEST)
 
 @pytest.fixture
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    root = tmp_path_factory.mktemp("breach")
-    chain = start_chain(root / "chain")
-    started: list[NodeProcess] = []
-    try:
-        for name in ("alice", "bob"):
-            started.append(start_node(root / name, *chain.node_args(), "--developer"))
-        yield started[0], started[1]
-    finally:
-        for node in started:
-            stop_quietly(node)
-        chain.stop()
+    with chain_and_nodes(tmp_path_factory.mktemp("breach"), ("alice", "bob"), "--developer") as (alice, bob):
+        yield alice, bob
 
 
 def _state(node: NodeProcess, channel_id: str) -> str | None:
@@ -46,17 +43,9 @@ def _state(node: NodeProcess, channel_id: str) -> str | None:
     return str(found[0]["state"]) if found else None
 
 
-def _closed(node: NodeProcess, channel_id: str) -> dict[str, Any] | None:
-    found = [c for c in node.rpc("listclosed")["channels"] if c["channel_id"] == channel_id]
-    return found[0] if found else None
-
-
-def _mine(miner: NodeProcess, count: int, *others: NodeProcess) -> int:
-    miner.rpc("generate", [count, SINK])
-    height = int(miner.getinfo()["blockheight"])
-    for node in others:
-        wait_for(lambda node=node: node.getinfo()["blockheight"] >= height, what="the node to follow")  # type: ignore[misc]
-    return height
+def _closed_outputs(node: NodeProcess, channel_id: str) -> list[dict[str, Any]]:
+    row = closed_row(node, channel_id)
+    return [] if row is None else list(row["outputs"])
 
 
 def _confirmed(node: NodeProcess) -> dict[tuple[str, int], int]:
@@ -68,7 +57,7 @@ def _confirmed(node: NodeProcess) -> dict[tuple[str, int], int]:
 
 
 def _justice_swept(bob: NodeProcess, channel_id: str) -> dict[str, Any] | None:
-    entry = _closed(bob, channel_id)
+    entry = closed_row(bob, channel_id)
     if entry is None or entry["close_type"] != "breach":
         return None
     justice = [o for o in entry["outputs"] if o["path"] == "justice"]
@@ -85,7 +74,7 @@ def test_revoked_commitment_is_punished(nodes: tuple[NodeProcess, NodeProcess]) 
     opened = alice.rpc("openchannel", {"node_id": bob_id, "amount": CAPACITY_SAT, "push_msat": PUSH_MSAT})
     channel_id = opened["channel_id"]
     wait_for(lambda: _state(bob, channel_id), what="bob sees the channel")
-    _mine(alice, 3, bob)
+    mine_blocks(alice, 3, SINK, bob)
     wait_for(
         lambda: _state(alice, channel_id) == "normal" and _state(bob, channel_id) == "normal", what="normal"
     )
@@ -108,32 +97,32 @@ def test_revoked_commitment_is_punished(nodes: tuple[NodeProcess, NodeProcess]) 
     assert cheat["commitment_number"] == 0
     assert _state(alice, channel_id) == "force_closing"
 
-    breach_height = _mine(alice, 1, bob)
-    wait_for(lambda: _closed(bob, channel_id), what="bob to see the breach")
+    breach_height = mine_blocks(alice, 1, SINK, bob)
+    wait_for(lambda: closed_row(bob, channel_id), what="bob to see the breach")
     entry = None
     for _ in range(10):  # one block at a time: the justice transaction confirms in one of the first few
         entry = _justice_swept(bob, channel_id)
         if entry is not None:
             break
-        _mine(alice, 1, bob)
-    assert entry is not None, f"no justice swept within 10 blocks: {_closed(bob, channel_id)}"
+        mine_blocks(alice, 1, SINK, bob)
+    assert entry is not None, f"no justice swept within 10 blocks: {closed_row(bob, channel_id)}"
     assert entry["closing_txid"] == cheat_txid
     justice = [o for o in entry["outputs"] if o["path"] == "justice"]
     swept_by = {o["sweep_txid"] for o in justice}
     assert int(alice.getinfo()["blockheight"]) < breach_height + DEFAULT_DELAY, "justice came too late"
 
     # Bob: the whole 2 BTC less the commitment's fee and his claims' fees, all in his wallet.
-    wait_for(lambda: all(o["status"] == "swept" for o in _closed(bob, channel_id)["outputs"]), what="swept")  # type: ignore[index]
+    wait_for(lambda: all(o["status"] == "swept" for o in _closed_outputs(bob, channel_id)), what="swept")
     gained = wait_for(lambda: sum(_confirmed(bob).values()), what="bob's wallet")
     assert CAPACITY_SAT - MAX_FEES_SAT < gained < CAPACITY_SAT
     assert swept_by <= {txid for txid, _ in _confirmed(bob)}
 
     # Alice: nothing from the channel (her wallet holds only what it held before the cheat).
-    _mine(alice, 6, bob)
+    mine_blocks(alice, 6, SINK, bob)
     after = _confirmed(alice)
     assert set(after) <= set(alice_before)
     assert not any(txid in {cheat_txid, *swept_by} for txid, _ in after)
     wait_for(lambda: _state(bob, channel_id) == "closed", what="bob's channel closed")
     assert _state(alice, channel_id) in ("force_closing", "closed")
-    alice_entry = _closed(alice, channel_id)
+    alice_entry = closed_row(alice, channel_id)
     assert alice_entry is None or not any(o["status"] == "swept" for o in alice_entry["outputs"])

@@ -15,7 +15,14 @@ import pytest
 from ampere.bitcoin.address import script_pubkey_to_address
 from ampere.bitcoin.network import Network
 from tests.chain.helpers import SINK_SCRIPT
-from tests.e2e.harness import NodeProcess, start_chain, start_node, stop_quietly, wait_for
+from tests.e2e.harness import (
+    NodeProcess,
+    chain_and_nodes,
+    channel_row,
+    closed_row,
+    mine_blocks,
+    wait_for,
+)
 
 CAPACITY_SAT, PUSH_MSAT = 500_000, 200_000_000
 DEFAULT_DELAY = 144
@@ -26,49 +33,22 @@ SINK = script_pubkey_to_address(SINK_SCRIPT, Network.REGTEST)
 
 @pytest.fixture
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    root = tmp_path_factory.mktemp("force")
-    chain = start_chain(root / "chain")
-    started: list[NodeProcess] = []
-    try:
-        for name in ("alice", "bob"):
-            started.append(start_node(root / name, *chain.node_args()))
-        yield started[0], started[1]
-    finally:
-        for node in started:
-            stop_quietly(node)
-        chain.stop()
-
-
-def _channel(node: NodeProcess, channel_id: str) -> dict[str, Any] | None:
-    found = [c for c in node.rpc("listchannels")["channels"] if c["channel_id"] == channel_id]
-    return found[0] if found else None
+    with chain_and_nodes(tmp_path_factory.mktemp("force"), ("alice", "bob")) as (alice, bob):
+        yield alice, bob
 
 
 def _state(node: NodeProcess, channel_id: str) -> str | None:
-    channel = _channel(node, channel_id)
+    channel = channel_row(node, channel_id)
     return None if channel is None else str(channel["state"])
 
 
-def _closed(node: NodeProcess, channel_id: str) -> dict[str, Any] | None:
-    found = [c for c in node.rpc("listclosed")["channels"] if c["channel_id"] == channel_id]
-    return found[0] if found else None
-
-
 def _output(node: NodeProcess, channel_id: str, path: str) -> dict[str, Any] | None:
-    entry = _closed(node, channel_id)
+    entry = closed_row(node, channel_id)
     if entry is None:
         return None
     found = [o for o in entry["outputs"] if o["path"] == path]
     assert len(found) <= 1, found
     return found[0] if found else None
-
-
-def _mine(miner: NodeProcess, count: int, *others: NodeProcess) -> int:
-    miner.rpc("generate", [count, SINK])
-    height = int(miner.getinfo()["blockheight"])
-    for node in others:
-        wait_for(lambda node=node: node.getinfo()["blockheight"] >= height, what="the node to follow")  # type: ignore[misc]
-    return height
 
 
 def _funds_from(node: NodeProcess, txid: str) -> int:
@@ -86,8 +66,8 @@ def test_honest_force_close_returns_both_balances(nodes: tuple[NodeProcess, Node
     alice.rpc("connect", [f"{bob_id}@{bob.getinfo()['listen'][0]}"])
     opened = alice.rpc("openchannel", {"node_id": bob_id, "amount": CAPACITY_SAT, "push_msat": PUSH_MSAT})
     channel_id = opened["channel_id"]
-    wait_for(lambda: _channel(bob, channel_id), what="bob sees the channel")
-    _mine(alice, 3, bob)
+    wait_for(lambda: channel_row(bob, channel_id), what="bob sees the channel")
+    mine_blocks(alice, 3, SINK, bob)
     wait_for(
         lambda: _state(alice, channel_id) == "normal" and _state(bob, channel_id) == "normal", what="normal"
     )
@@ -99,16 +79,16 @@ def test_honest_force_close_returns_both_balances(nodes: tuple[NodeProcess, Node
     assert _state(alice, channel_id) == "force_closing"
     wait_for(lambda: _state(bob, channel_id) == "force_closing", what="bob to hear the error")
 
-    height = _mine(alice, 1, bob)
+    height = mine_blocks(alice, 1, SINK, bob)
     to_local = wait_for(lambda: _output(alice, channel_id, "to_local"), what="alice's to_local")
-    entry = _closed(alice, channel_id)
+    entry = closed_row(alice, channel_id)
     assert entry is not None
     assert entry["close_type"] == "local_force" and entry["closing_txid"] == closing_txid
     assert to_local["claimable_at_height"] == height + DEFAULT_DELAY - 1
     assert to_local["status"] == "pending" and to_local["sweep_txid"] is None
 
     # Bob's balance is his at once: claimed in the next block, into his wallet.
-    _mine(alice, 1, bob)
+    mine_blocks(alice, 1, SINK, bob)
     to_remote = wait_for(
         lambda: (o := _output(bob, channel_id, "to_remote")) is not None and o["status"] == "swept" and o,
         what="bob's to_remote swept",
@@ -119,10 +99,10 @@ def test_honest_force_close_returns_both_balances(nodes: tuple[NodeProcess, Node
 
     # Alice's to_local waits for the delay, then is swept in the first block where it is valid.
     claimable_at = to_local["claimable_at_height"]
-    _mine(alice, claimable_at - 1 - int(alice.getinfo()["blockheight"]), bob)
+    mine_blocks(alice, claimable_at - 1 - int(alice.getinfo()["blockheight"]), SINK, bob)
     assert _output(alice, channel_id, "to_local")["status"] == "pending"  # type: ignore[index]
-    _mine(alice, 1, bob)
-    _mine(alice, 1, bob)
+    mine_blocks(alice, 1, SINK, bob)
+    mine_blocks(alice, 1, SINK, bob)
     swept = wait_for(
         lambda: (o := _output(alice, channel_id, "to_local")) is not None and o["status"] == "swept" and o,
         what="alice's to_local swept",
@@ -133,7 +113,10 @@ def test_honest_force_close_returns_both_balances(nodes: tuple[NodeProcess, Node
     assert 0 < commitment_fee < 10_000
 
     # Six blocks deep both sides call the channel closed.
-    _mine(alice, 5, bob)
+    mine_blocks(alice, 5, SINK, bob)
     for node in (alice, bob):
         wait_for(lambda node=node: _state(node, channel_id) == "closed", what="listchannels: closed")  # type: ignore[misc]
-        wait_for(lambda node=node: _closed(node, channel_id)["state"] == "closed", what="listclosed: closed")  # type: ignore[misc,index]
+        wait_for(
+            lambda node=node: closed_row(node, channel_id)["state"] == "closed",  # type: ignore[misc,index]
+            what="listclosed: closed",
+        )
