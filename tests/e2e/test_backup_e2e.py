@@ -26,6 +26,8 @@ from ampere.node.keys import NodeKeys
 from tests.e2e.harness import (
     ChainProcess,
     NodeProcess,
+    channel_in_state,
+    channel_row,
     launch_node,
     printed_mnemonic,
     start_chain,
@@ -41,20 +43,8 @@ PAYMENTS = 3
 SWEEP_FEE_BOUND_SAT = 1_000  # one input, one output: ~440 weight units at a regtest feerate
 
 
-def _channel(node: NodeProcess, channel_id: str) -> dict[str, Any] | None:
-    for channel in node.rpc("listchannels")["channels"]:
-        if channel["channel_id"] == channel_id:
-            return dict(channel)
-    return None
-
-
-def _in_state(node: NodeProcess, channel_id: str, state: str) -> dict[str, Any] | None:
-    channel = _channel(node, channel_id)
-    return channel if channel is not None and channel["state"] == state else None
-
-
 def _settled(node: NodeProcess, channel_id: str) -> dict[str, Any] | None:
-    channel = _in_state(node, channel_id, "normal")
+    channel = channel_in_state(node, channel_id, "normal")
     return channel if channel is not None and not channel["pending_htlcs"] else None
 
 
@@ -119,11 +109,11 @@ def _scenario(tmp_path: Path, chain: ChainProcess, started: list[NodeProcess]) -
             {"node_id": alice_id, "amount": CAPACITY_SAT, "push_msat": PUSH_MSAT, "anchors": anchors},
         )
         channel_ids.append(opened["channel_id"])
-    wait_for(lambda: all(_channel(alice, c) for c in channel_ids), what="alice sees both channels")
+    wait_for(lambda: all(channel_row(alice, c) for c in channel_ids), what="alice sees both channels")
     bob.rpc("generate", [3])
     for channel_id in channel_ids:
-        wait_for(lambda c=channel_id: _in_state(alice, c, "normal"), what="alice: normal")
-        wait_for(lambda c=channel_id: _in_state(bob, c, "normal"), what="bob: normal")
+        wait_for(lambda c=channel_id: channel_in_state(alice, c, "normal"), what="alice: normal")
+        wait_for(lambda c=channel_id: channel_in_state(bob, c, "normal"), what="bob: normal")
     for i in range(PAYMENTS):
         _pay(alice, bob, 11_000_000 + 1_000 * i, f"to-bob-{i}")
         _pay(bob, alice, 3_000_000 + 1_000 * i, f"to-alice-{i}")
@@ -172,7 +162,7 @@ def _scenario(tmp_path: Path, chain: ChainProcess, started: list[NodeProcess]) -
     assert _rpc_error(restored, "restorebackup", [str(tmp_path / "missing.scb")])["code"] == -32051
     assert restored.rpc("listrestored") == {"channels": []}
     # Nothing reached Bob yet: the new node does not know him before the backup names him.
-    assert all(_in_state(bob, c, "normal") for c in channel_ids)
+    assert all(channel_in_state(bob, c, "normal") for c in channel_ids)
     assert restored.getinfo()["id"] == alice_id
 
     funds_before = {(o["txid"], o["vout"]) for o in restored.rpc("listfunds")["outputs"]}
@@ -187,7 +177,7 @@ def _scenario(tmp_path: Path, chain: ChainProcess, started: list[NodeProcess]) -
 
     # Bob is asked to force close both channels, and does.
     for channel_id in channel_ids:
-        wait_for(lambda c=channel_id: _in_state(bob, c, "force_closing"), what="bob force closes")
+        wait_for(lambda c=channel_id: channel_in_state(bob, c, "force_closing"), what="bob force closes")
     fundings = {c.funding_outpoint for c in scb.channels}
     wait_for(lambda: _spent_in_mempool(chain, fundings) == fundings, what="bob's commitments in the mempool")
     # The commitments confirm while Alice's node is down: at start it finds them and sweeps.

@@ -12,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import ChainProcess, NodeProcess, start_chain, start_node, stop_quietly, wait_for
+from tests.e2e.harness import (
+    ChainProcess,
+    NodeProcess,
+    channel_in_state,
+    channel_row,
+    start_chain,
+    start_node,
+    stop_quietly,
+    wait_for,
+)
 
 
 @dataclass
@@ -44,18 +53,6 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         chain.stop()
 
 
-def _channel(node: NodeProcess, channel_id: str) -> dict[str, Any] | None:
-    for channel in node.rpc("listchannels")["channels"]:
-        if channel["channel_id"] == channel_id:
-            return dict(channel)
-    return None
-
-
-def _in_state(node: NodeProcess, channel_id: str, state: str) -> dict[str, Any] | None:
-    channel = _channel(node, channel_id)
-    return channel if channel is not None and channel["state"] == state else None
-
-
 def _conserved(channel: dict[str, Any]) -> None:
     pending = sum(htlc["amount_msat"] for htlc in channel["pending_htlcs"])
     total = channel["local_balance_msat"] + channel["remote_balance_msat"] + pending
@@ -66,11 +63,11 @@ def _open_and_confirm(net: Network, *args: str) -> tuple[dict[str, Any], dict[st
     opened = net.alice.cli_json("openchannel", net.bob_id, *args)
     channel_id = opened["channel_id"]
     assert len(channel_id) == 64 and len(opened["funding_txid"]) == 64
-    wait_for(lambda: _channel(net.bob, channel_id), what="bob sees the channel")
-    assert _in_state(net.alice, channel_id, "opening")
+    wait_for(lambda: channel_row(net.bob, channel_id), what="bob sees the channel")
+    assert channel_in_state(net.alice, channel_id, "opening")
     net.alice.rpc("generate", [3])
-    on_alice = wait_for(lambda: _in_state(net.alice, channel_id, "normal"), what="alice: normal")
-    on_bob = wait_for(lambda: _in_state(net.bob, channel_id, "normal"), what="bob: normal")
+    on_alice = wait_for(lambda: channel_in_state(net.alice, channel_id, "normal"), what="alice: normal")
+    on_bob = wait_for(lambda: channel_in_state(net.bob, channel_id, "normal"), what="bob: normal")
     for channel in (on_alice, on_bob):
         _conserved(channel)
         assert channel["short_channel_id"] is not None
@@ -91,10 +88,10 @@ def test_open_with_push_then_close(network: Network) -> None:
 
     closed = alice.cli_json("closechannel", on_alice["short_channel_id"])
     assert closed["channel_id"] == channel_id and closed["type"] == "mutual"
-    assert wait_for(lambda: _in_state(alice, channel_id, "closing") or _in_state(alice, channel_id, "closed"))
+    assert wait_for(lambda: channel_row(alice, channel_id)["state"] in ("closing", "closed"))  # type: ignore[index]
     alice.rpc("generate", [1])
-    wait_for(lambda: _in_state(alice, channel_id, "closed"), what="alice: closed")
-    wait_for(lambda: _in_state(bob, channel_id, "closed"), what="bob: closed")
+    wait_for(lambda: channel_in_state(alice, channel_id, "closed"), what="alice: closed")
+    wait_for(lambda: channel_in_state(bob, channel_id, "closed"), what="bob: closed")
 
     def closing_output(node: NodeProcess) -> dict[str, Any] | None:
         for output in node.rpc("listfunds")["outputs"]:
@@ -122,8 +119,8 @@ def test_large_channel_one_btc_each(network: Network) -> None:
     )
     network.alice.rpc("generate", [3])
     channel_id = opened["channel_id"]
-    on_alice = wait_for(lambda: _in_state(network.alice, channel_id, "normal"), what="alice: normal")
-    on_bob = wait_for(lambda: _in_state(network.bob, channel_id, "normal"), what="bob: normal")
+    on_alice = wait_for(lambda: channel_in_state(network.alice, channel_id, "normal"), what="alice: normal")
+    on_bob = wait_for(lambda: channel_in_state(network.bob, channel_id, "normal"), what="bob: normal")
     assert on_alice["local_balance_msat"] == on_bob["local_balance_msat"] == 100_000_000_000
     _conserved(on_alice)
 
