@@ -363,3 +363,16 @@ def mine_blocks(miner: NodeProcess, count: int, address: str, *followers: NodePr
     for node in followers:
         wait_for(functools.partial(_at_height, node, height), what=f"{node.datadir.name} to follow")
     return height
+
+
+def restart_node(node: NodeProcess, *extra: str, how: str = "stop", same_port: bool = False) -> NodeProcess:
+    """End `node` (`ampere stop` through the CLI, or kill -9 with how="kill") and start it again from the
+    same datadir with `extra`; `same_port` keeps its peer port, so that peers that dial it find it again."""
+    keep_port = ("--listen", str(node.getinfo()["listen"][0])) if same_port else ()
+    if how == "stop":
+        assert node.stop() == 0, node.stderr()
+    elif how == "kill":
+        node.kill9()
+    else:
+        raise ValueError(f"how must be 'stop' or 'kill', not {how!r}")
+    return start_node(node.datadir, *extra, *keep_port)
