@@ -331,8 +331,14 @@ def test_bip84_account_and_addresses() -> None:
     # From bip-0084.mediawiki "Test vectors": the zprv/zpub use SLIP-132 version bytes, which
     # carry the same key data as xprv/xpub.
     mnemonic = " ".join(["abandon"] * 11 + ["about"])
-    zprv_root = "zprvAWgYBBk7JR8Gjrh4UJQ2uJdG1r3WNRRfURiABBE3RvMXYSrRJL62XuezvGdPvG6GFBZduosCc1YP5wixPox7zhZLfiUm8aunE96BBa4Kei5"
-    zpub_account = "zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs"
+    zprv_root = (
+        "zprvAWgYBBk7JR8Gjrh4UJQ2uJdG1r3WNRRfURiABBE3RvMXYSrRJL62XuezvGdPvG6GFBZduosC"
+        "c1YP5wixPox7zhZLfiUm8aunE96BBa4Kei5"
+    )
+    zpub_account = (
+        "zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToU"
+        "G868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs"
+    )
     master = ExtendedPrivateKey.from_seed(mnemonic_to_seed(mnemonic))
     assert master == ExtendedPrivateKey.from_string(
         b58check_encode(Network.MAINNET.xprv_version + b58check_decode(zprv_root)[4:])
