@@ -378,17 +378,25 @@ class MicroService:
             await self._locked(lambda: self.manager.peer_connected(node_id))
 
     async def _catch_up(self, tip: int) -> None:
-        """Replay the blocks connected while the service was not running (a repeat is harmless)."""
+        """Replay the blocks connected while the service was not running (a repeat is harmless).
+        A channel transaction that a reorg took out of the replayed window meanwhile is first
+        treated as disconnected."""
         raw = self.node.store.get(_NAMESPACE, _SCANNED_HEIGHT)
         scanned = tip if raw is None else int(raw.decode("ascii"))
         if self.manager.list_channels():
+            blocks: list[BlockInfo] = []
             for height in range(max(0, min(scanned, tip) - REPLAY_MARGIN), tip + 1):
                 try:
-                    block = await self.node.chain.backend.block_at(height)
+                    blocks.append(await self.node.chain.backend.block_at(height))
                 except ChainError as exc:
                     log.warning("micro: cannot read block %d: %s", height, exc)
                     break
-                await self._run(self.manager.block_connected(height, block.transactions))
+            stale = _first_stale_height(self.manager.confirmed_transactions(), blocks, tip)
+            if stale is not None:
+                log.warning("micro: block %d of a channel transaction left the chain meanwhile", stale)
+                await self._run(self.manager.block_disconnected(stale))
+            for block in blocks:
+                await self._run(self.manager.block_connected(block.height, block.transactions))
         await self._run(self.manager.block_connected(tip))
         self.node.store.put(_NAMESPACE, _SCANNED_HEIGHT, str(tip).encode("ascii"))
 
@@ -399,7 +407,21 @@ class MicroService:
         self.node.store.put(_NAMESPACE, _SCANNED_HEIGHT, str(block.height).encode("ascii"))
 
     async def block_disconnected(self, height: int, block_hash: bytes) -> None:
-        return None
+        """A reorg: what the block confirmed is unconfirmed again. The channels recompute their depth,
+        send their funding, settlement or refund again, and an open channel whose funding left the
+        chain waits for its confirmation again, with its payments kept."""
+        if self._node is None:
+            return
+        before = {info.channel_id: info.state for info in self.manager.list_channels()}
+        await self._locked(lambda: self.manager.block_disconnected(height))
+        for info in self.manager.list_channels():
+            if before.get(info.channel_id) not in (None, info.state):
+                log.warning(
+                    "micro %s: block %d left the chain; %s again", info.channel_id.hex(), height, info.state
+                )
+        raw = self.node.store.get(_NAMESPACE, _SCANNED_HEIGHT)
+        if raw is None or int(raw.decode("ascii")) >= height:
+            self.node.store.put(_NAMESPACE, _SCANNED_HEIGHT, str(height - 1).encode("ascii"))
 
     async def transaction_seen(self, tx: Transaction) -> None:
         return None
@@ -528,6 +550,17 @@ class MicroService:
         except BroadcastError as exc:
             raise MicroBroadcastError(exc.reason, exc.detail, tx.txid) from None
         return tx.txid
+
+
+def _first_stale_height(confirmed: list[tuple[int, bytes]], blocks: list[BlockInfo], tip: int) -> int | None:
+    """The lowest height at which a channel counts a transaction confirmed that is not there now."""
+    in_block = {block.height: {tx.txid for tx in block.transactions} for block in blocks}
+    stale = [
+        height
+        for height, txid in confirmed
+        if height > tip or (height in in_block and txid not in in_block[height])
+    ]
+    return min(stale, default=None)
 
 
 def micro_service_of(node: Node) -> MicroService | None:

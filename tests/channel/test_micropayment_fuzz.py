@@ -17,6 +17,7 @@ from ampere.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
 from ampere.channel.micropayment import (
     MICRO_MESSAGE_TYPES,
     BlockConnected,
+    BlockDisconnected,
     Event,
     FundingBuilt,
     FundingConfirmed,
@@ -205,6 +206,7 @@ def _transactions(draw: st.DrawFn) -> Transaction:
 _events: st.SearchStrategy[Event] = st.one_of(
     st.builds(Pay, st.integers(-(2**64), 2**70)),
     st.builds(BlockConnected, _heights),
+    st.builds(BlockDisconnected, _heights),
     st.builds(FundingConfirmed, _transactions(), _heights),
     st.builds(FundingSpent, _transactions(), _heights),
     st.builds(FundingBuilt, _transactions()),

@@ -22,6 +22,7 @@ from ampere.channel.micropayment.errors import (
 from ampere.channel.micropayment.events import (
     Action,
     BlockConnected,
+    BlockDisconnected,
     Broadcast,
     BuildFunding,
     ChannelClosed,
@@ -79,6 +80,7 @@ __all__ = [
     "Ack",
     "Action",
     "BlockConnected",
+    "BlockDisconnected",
     "Broadcast",
     "BuildFunding",
     "ChainEventError",

@@ -3,6 +3,7 @@
 Canonical JSON (sorted keys, no spaces): the blob is small next to a transaction, readable when
 debugging a stuck channel, and versioned. Reading is strict: a float, a missing field or a value of
 the wrong type means the bytes were not written by this code, and `StateDecodeError` says which field.
+The one exception is a field added later (`closing_height`): blobs written before it lack it.
 No secret is written; the shell re-derives the funding key from `key_index`.
 """
 
@@ -72,6 +73,7 @@ def encode_state(state: PayerState | PayeeState) -> bytes:
         "terms": _terms(state.terms),
         "funding_height": state.funding_height,
         "closing_txid": _hex(state.closing_txid),
+        "closing_height": state.closing_height,
         "revision": state.revision,
     }
     if isinstance(state, PayerState):
@@ -126,6 +128,10 @@ class _Reader:
 
     def get_opt_int(self, name: str) -> int | None:
         return None if self.raw(name) is None else self.get_int(name)
+
+    def get_later_int(self, name: str) -> int | None:
+        """A field added after format 1 was first written: absent in older blobs, read as None."""
+        return self.get_opt_int(name) if name in self._obj else None
 
     def get_str(self, name: str) -> str:
         value = self.raw(name)
@@ -229,6 +235,7 @@ def decode_state(data: bytes) -> PayerState | PayeeState:
         terms = _read_terms(r.opt_child("terms"))
         funding_height = r.get_opt_int("funding_height")
         closing_txid = r.get_opt_bytes("closing_txid", 32)
+        closing_height = r.get_later_int("closing_height")
         revision = r.get_int("revision")
         phase_text = r.get_str("phase")
         if role is Role.PAYER:
@@ -250,6 +257,7 @@ def decode_state(data: bytes) -> PayerState | PayeeState:
                 acked_paid_msat=r.get_int("acked_paid_msat"),
                 max_signed_msat=r.get_int("max_signed_msat"),
                 closing_txid=closing_txid,
+                closing_height=closing_height,
                 revision=revision,
             )
         outpoint = None
@@ -277,6 +285,7 @@ def decode_state(data: bytes) -> PayerState | PayeeState:
                 best.get_bytes("4", 64),
             ),
             closing_txid=closing_txid,
+            closing_height=closing_height,
             revision=revision,
         )
     except ValueError as exc:  # an unknown phase, an out-of-range vout

@@ -8,13 +8,24 @@ only replaced once a transition has succeeded, so a rejected input leaves the ch
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
-from typing import TYPE_CHECKING
+from enum import Enum
 
+from ampere.channel.micropayment.message_base import ErrorCode, ErrorMessage
 from ampere.errors import AmpereError
 
-if TYPE_CHECKING:
-    from ampere.channel.micropayment.messages import ErrorMessage
+__all__ = [
+    "ChainEventError",
+    "CommandRejectedError",
+    "ErrorCode",
+    "MalformedMessageError",
+    "MicropaymentError",
+    "OpeningRejectedError",
+    "PeerErrorReceived",
+    "Response",
+    "StateDecodeError",
+    "UnexpectedMessageError",
+    "UpdateRejectedError",
+]
 
 
 class Response(Enum):
@@ -24,27 +35,6 @@ class Response(Enum):
     WARN = "warn"  # send the carried `micro_error` reply; the channel keeps working
     DISCONNECT = "disconnect"  # the peer sent bytes that do not parse: drop the connection
     CLOSE = "close"  # the negotiation is over; forget the channel if nothing of it is on chain
-
-
-class ErrorCode(IntEnum):
-    """The `code` field of `micro_error`, so that the payer's software can react without parsing text."""
-
-    UNSPECIFIED = 0
-    BAD_SEQUENCE = 1
-    LOWER_AMOUNT = 2
-    AMOUNT_MISMATCH = 3
-    BAD_SIGNATURE = 4
-    DUST_OUTPUT = 5
-    OVER_CAPACITY = 6
-    OUTPUT_MISMATCH = 7
-    NOT_OPEN = 8
-    CLOSING = 9
-    PROPOSAL_REJECTED = 10
-    BAD_REFUND = 11
-    BAD_FUNDING = 12
-    MALFORMED = 13
-    UNEXPECTED_MESSAGE = 14
-    OUT_OF_SYNC = 15
 
 
 class MicropaymentError(AmpereError):

@@ -16,6 +16,7 @@ from ampere.channel.micropayment.messages import MicroMessage, encode_micro
 __all__ = [
     "Action",
     "BlockConnected",
+    "BlockDisconnected",
     "Broadcast",
     "BuildFunding",
     "ChannelClosed",
@@ -89,6 +90,14 @@ class BlockConnected:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockDisconnected:
+    """The block at `height` left the chain (a reorg): the tip is below it, and whatever it confirmed
+    is unconfirmed again. Fed once per block, from the old tip down, before the new branch connects."""
+
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class FundingConfirmed:
     """The funding transaction is in the block at `height`."""
 
@@ -129,6 +138,7 @@ Event = (
     | Settle
     | Refund
     | BlockConnected
+    | BlockDisconnected
     | FundingConfirmed
     | FundingSpent
     | PeerConnected

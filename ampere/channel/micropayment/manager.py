@@ -26,6 +26,7 @@ from ampere.channel.micropayment.errors import (
 from ampere.channel.micropayment.events import (
     Action,
     BlockConnected,
+    BlockDisconnected,
     Event,
     FundingBuilt,
     FundingConfirmed,
@@ -167,6 +168,19 @@ class MicropaymentManager:
             for channel_id, channel in sorted(self._channels.items())
         ]
 
+    def confirmed_transactions(self) -> list[tuple[int, bytes]]:
+        """(height, txid) of every funding and closing transaction a channel counts as confirmed, so
+        that a node back from downtime can tell whether a reorg took one of them away meanwhile."""
+        found: list[tuple[int, bytes]] = []
+        for channel in self._channels.values():
+            state = channel.state
+            outpoint = channel.funding_outpoint
+            if outpoint is not None and state.funding_height is not None:
+                found.append((state.funding_height, outpoint.txid))
+            if state.closing_txid is not None and state.closing_height is not None:
+                found.append((state.closing_height, state.closing_txid))
+        return found
+
     # --- driving one channel ------------------------------------------------------------------------
     def _wrap(self, channel_id: bytes, actions: Iterable[Action | Forget | Refused]) -> list[ManagerOutput]:
         peer_id = self._peers[channel_id]
@@ -275,6 +289,14 @@ class MicropaymentManager:
         self.tip_height = max(self.tip_height, height)
         for channel_id in list(self._channels):
             outputs += self._feed(channel_id, BlockConnected(height))
+        return outputs
+
+    def block_disconnected(self, height: int) -> list[ManagerOutput]:
+        """The block at `height` left the chain (a reorg); call once per block, from the old tip down."""
+        self.tip_height = min(self.tip_height, height - 1)
+        outputs: list[ManagerOutput] = []
+        for channel_id in list(self._channels):
+            outputs += self._feed(channel_id, BlockDisconnected(height))
         return outputs
 
     def transaction_confirmed(self, tx: Transaction, height: int) -> list[ManagerOutput]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, ClassVar, cast
 
-from ampere.channel.micropayment.errors import ErrorCode, MalformedMessageError
-from ampere.wire import DEFAULT_SCHEMA, Message, UnknownMessage, WireError
+from ampere.channel.micropayment.errors import MalformedMessageError
+from ampere.channel.micropayment.message_base import MICRO_SCHEMA, ErrorMessage
+from ampere.channel.micropayment.message_base import MessageBase as _Base
+from ampere.wire import Message, UnknownMessage, WireError
 from ampere.wire.messages import decode_message, encode_message, make_message
-from ampere.wire.schema import Schema
 
 __all__ = [
     "MICROPAYMENT_FEATURE_BIT",
@@ -37,22 +37,6 @@ __all__ = [
 
 #: Advertised in `init` (optional, so odd): a payer checks it before proposing, to fail fast.
 MICROPAYMENT_FEATURE_BIT = 257
-
-_CSV = resources.files("ampere.wire.specs").joinpath("micropayment.csv").read_text(encoding="utf-8")
-MICRO_SCHEMA: Schema = DEFAULT_SCHEMA.extended(_CSV)
-
-
-@dataclass(frozen=True, slots=True)
-class _Base:
-    """Field names equal the CSV's; `channel_id` comes first in every message."""
-
-    NAME: ClassVar[str]
-
-    channel_id: bytes
-
-    @property
-    def type(self) -> int:
-        return MICRO_SCHEMA.message(self.NAME).type
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,23 +113,6 @@ class Ack(_Base):
     NAME: ClassVar[str] = "micro_ack"
     sequence: int
     paid_msat: int
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorMessage(_Base):
-    """Either way: why a message was refused; `sequence` names the refused update (0 if none)."""
-
-    NAME: ClassVar[str] = "micro_error"
-    code: int
-    sequence: int
-    data: str
-
-    @property
-    def error_code(self) -> ErrorCode:
-        try:
-            return ErrorCode(self.code)
-        except ValueError:
-            return ErrorCode.UNSPECIFIED
 
 
 MicroMessage = Propose | Accept | FundingCreated | RefundSigned | Sync | Update | Ack | ErrorMessage

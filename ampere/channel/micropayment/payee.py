@@ -26,6 +26,7 @@ from ampere.channel.micropayment.errors import (
 from ampere.channel.micropayment.events import (
     Action,
     BlockConnected,
+    BlockDisconnected,
     Broadcast,
     ChannelClosed,
     ChannelOpened,
@@ -354,13 +355,39 @@ def _advance(context: PayeeContext, state: PayeeState) -> PayeeStep:
     if state.phase is _P.SETTLING:
         actions.append(Broadcast(settlement_tx(context, state), TxKind.SETTLEMENT))
     elif (
-        state.phase is _P.OPEN
+        # AWAITING_CONFIRMATION holds a paid update only when a reorg took the funding away after
+        # payments: the deadline still holds, the settlement waits in the mempool behind the funding.
+        state.phase in (_P.OPEN, _P.AWAITING_CONFIRMATION)
         and state.tip_height >= _terms(state).settle_height
         and state.best.payee_sat > 0
     ):
         state, settling = _settle_now(context, state)
         actions += settling
     return state, tuple(actions)
+
+
+def block_disconnected(context: PayeeContext, state: PayeeState, event: BlockDisconnected) -> PayeeStep:
+    """A reorg took the block at `event.height` away: what it confirmed is unconfirmed again.
+
+    Our settlement confirmed there is settling again (and goes out again). After a refund the
+    channel is back to its funding's depth: open if deep enough, and then the deadline settlement
+    applies once more. An open channel whose funding left the chain waits for `minimum_depth` again,
+    keeping its best update.
+    """
+    if event.height < 0:
+        raise ChainEventError(f"block height {event.height} is negative")
+    new = replace(state, tip_height=min(state.tip_height, event.height - 1))
+    if new.closing_height is not None and new.closing_height >= event.height:
+        settled = new.phase is _P.SETTLED and new.best.sequence > 0
+        phase = _P.SETTLING if settled else _P.AWAITING_CONFIRMATION
+        new = replace(new, phase=phase, closing_txid=None, closing_height=None)
+    if new.funding_height is not None and new.funding_height >= event.height:
+        new = replace(new, funding_height=None)
+        if new.phase is _P.OPEN:
+            new = replace(new, phase=_P.AWAITING_CONFIRMATION)
+    if new.phase in (_P.AWAITING_CONFIRMATION, _P.SETTLING):
+        return _advance(context, new)  # depth and deadline from what is still confirmed
+    return new, ()
 
 
 def funding_confirmed(context: PayeeContext, state: PayeeState, event: FundingConfirmed) -> PayeeStep:
@@ -400,7 +427,11 @@ def funding_spent(context: PayeeContext, state: PayeeState, event: FundingSpent)
     phase = _P.REFUNDED if refunded else _P.SETTLED
     payee_sat = sum(out.value for out in event.tx.outputs if out.script_pubkey == terms.payout_script)
     new = replace(
-        state, phase=phase, closing_txid=event.tx.txid, tip_height=max(state.tip_height, event.height)
+        state,
+        phase=phase,
+        closing_txid=event.tx.txid,
+        closing_height=event.height,
+        tip_height=max(state.tip_height, event.height),
     )
     return new, (
         ChannelClosed(state.channel_id, phase.public.value, event.tx.txid, 0 if refunded else payee_sat),

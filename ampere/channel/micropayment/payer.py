@@ -23,6 +23,7 @@ from ampere.channel.micropayment.errors import (
 from ampere.channel.micropayment.events import (
     Action,
     BlockConnected,
+    BlockDisconnected,
     Broadcast,
     BuildFunding,
     ChannelClosed,
@@ -348,12 +349,42 @@ def block_connected(context: PayerContext, state: PayerState, event: BlockConnec
     new = replace(state, tip_height=max(state.tip_height, event.height))
     if new.phase not in (_P.FUNDING_BROADCAST, _P.OPEN, _P.REFUNDING):
         return new, ()
+    # An unconfirmed funding (never mined, or taken out by a reorg) goes out again, ahead of the refund.
+    funding: tuple[Action, ...] = ()
+    if new.funding_height is None:
+        funding = (Broadcast(_funding_tx(new), TxKind.FUNDING),)
     # "Accepted at height H": with the tip at refund_height the refund is valid in the next block.
     if new.phase is _P.REFUNDING or new.tip_height >= _terms(new).refund_height:
-        return _refund_now(context, new)
-    if new.funding_height is None:
-        return new, (Broadcast(_funding_tx(new), TxKind.FUNDING),)
-    return new, ()
+        new, refunding = _refund_now(context, new)
+        return new, funding + refunding
+    return new, funding
+
+
+def block_disconnected(context: PayerContext, state: PayerState, event: BlockDisconnected) -> PayerStep:
+    """A reorg took the block at `event.height` away: what it confirmed is unconfirmed again.
+
+    A settlement or refund confirmed there no longer closes the channel: the refund goes back to
+    REFUNDING and out again; after a settlement the channel is as before it (the payee rebroadcasts
+    it). A funding confirmed there is sent again, and an open channel waits for the payee's
+    `micro_sync`, which comes once the funding is deep enough again. Payments are kept as they were.
+    """
+    if event.height < 0:
+        raise ChainEventError(f"block height {event.height} is negative")
+    new = replace(state, tip_height=min(state.tip_height, event.height - 1))
+    actions: list[Action] = []
+    if new.closing_height is not None and new.closing_height >= event.height:
+        if new.phase is _P.REFUNDED:
+            new = replace(new, phase=_P.REFUNDING)
+            actions.append(Broadcast(signed_refund(context, new), TxKind.REFUND))
+        else:
+            new = replace(new, phase=_P.OPEN)
+        new = replace(new, closing_txid=None, closing_height=None)
+    if new.funding_height is not None and new.funding_height >= event.height:
+        new = replace(new, funding_height=None)
+        if new.phase is _P.OPEN:
+            new = replace(new, phase=_P.FUNDING_BROADCAST)
+        actions.insert(0, Broadcast(_funding_tx(new), TxKind.FUNDING))
+    return new, tuple(actions)
 
 
 def refund(context: PayerContext, state: PayerState, command: Refund) -> PayerStep:
@@ -384,7 +415,11 @@ def funding_spent(context: PayerContext, state: PayerState, event: FundingSpent)
     phase = _P.REFUNDED if refunded else _P.SETTLED
     payee_sat = sum(out.value for out in event.tx.outputs if out.script_pubkey == terms.payout_script)
     new = replace(
-        state, phase=phase, closing_txid=event.tx.txid, tip_height=max(state.tip_height, event.height)
+        state,
+        phase=phase,
+        closing_txid=event.tx.txid,
+        closing_height=event.height,
+        tip_height=max(state.tip_height, event.height),
     )
     return new, (
         ChannelClosed(state.channel_id, phase.public.value, event.tx.txid, 0 if refunded else payee_sat),

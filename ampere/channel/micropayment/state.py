@@ -142,6 +142,7 @@ class PayerState:
     acked_paid_msat: int = 0
     max_signed_msat: int = 0  # the most the payer ever signed: what a dishonest payee could claim
     closing_txid: bytes | None = None
+    closing_height: int | None = None  # the block that confirmed closing_txid, for reorgs
     revision: int = 0
 
     @property
@@ -164,4 +165,5 @@ class PayeeState:
     funding_height: int | None = None
     best: BestUpdate = field(default_factory=BestUpdate)
     closing_txid: bytes | None = None
+    closing_height: int | None = None  # the block that confirmed closing_txid, for reorgs
     revision: int = 0

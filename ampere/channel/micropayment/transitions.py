@@ -25,6 +25,7 @@ from ampere.channel.micropayment.errors import (
 )
 from ampere.channel.micropayment.events import (
     BlockConnected,
+    BlockDisconnected,
     FundingBuilt,
     FundingConfirmed,
     FundingSpent,
@@ -75,7 +76,7 @@ def _table(
 
 
 _COMMANDS = (OpenChannel, FundingBuilt, Pay, Settle, Refund)
-_CHAIN = (BlockConnected, FundingConfirmed, FundingSpent)
+_CHAIN = (BlockConnected, BlockDisconnected, FundingConfirmed, FundingSpent)
 
 
 def unexpected(phase: Enum, event: object) -> MicropaymentError:
@@ -115,6 +116,7 @@ PAYER_TABLE: TransitionTable[PayerPhase] = _table(
         ((R.FUNDING_BROADCAST, R.REFUNDING, R.SETTLED, R.REFUNDED), ErrorMessage, payer.error_noted, set()),
         # chain
         (tuple(R), BlockConnected, payer.block_connected, {R.REFUNDING}),
+        (tuple(R), BlockDisconnected, payer.block_disconnected, {R.FUNDING_BROADCAST, R.OPEN, R.REFUNDING}),
         (_FUNDED, FundingConfirmed, payer.funding_confirmed, set()),
         (_FUNDED, FundingSpent, payer.funding_spent, {R.SETTLED, R.REFUNDED}),
         (_FUNDED, Refund, payer.refund, {R.REFUNDING}),
@@ -141,6 +143,12 @@ PAYEE_TABLE: TransitionTable[PayeePhase] = _table(
         ((E.OPEN, E.SETTLING), Settle, payee.settle, {E.SETTLING}),
         # chain
         (tuple(E), BlockConnected, payee.block_connected, {E.OPEN, E.SETTLING}),
+        (
+            tuple(E),
+            BlockDisconnected,
+            payee.block_disconnected,
+            {E.AWAITING_CONFIRMATION, E.OPEN, E.SETTLING},
+        ),
         (_WATCHING, FundingConfirmed, payee.funding_confirmed, {E.OPEN, E.SETTLING}),
         (_WATCHING, FundingSpent, payee.funding_spent, {E.SETTLED, E.REFUNDED}),
         # reconnection and restart
