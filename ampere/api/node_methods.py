@@ -47,6 +47,7 @@ def _handlers(node: Node) -> Mapping[str, Handler]:
                     "address": output.address,
                     "status": "unconfirmed" if output.blockheight is None else "confirmed",
                     "blockheight": output.blockheight,
+                    "immature": output.immature,
                 }
                 for output in node.list_funds()
             ]

@@ -39,6 +39,7 @@ class FundsOutput:
     amount_sat: int
     address: str
     blockheight: int | None  # None while unconfirmed
+    immature: bool = False  # a coinbase output not yet spendable (fewer than 100 confirmations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +95,15 @@ class NodeWallet:
         return address_to_script_pubkey(self.new_address(), self._network)
 
     def list_funds(self) -> list[FundsOutput]:
+        """Every coin not spent by a mempool transaction; immature coinbase outputs are flagged."""
+        tip = self.wallet.synced_height  # the last block the wallet applied: its own view of the tip
         return [
             FundsOutput(
                 coin.outpoint,
                 coin.value,
                 script_pubkey_to_address(coin.script_pubkey, self._network),
                 coin.height,
+                self.wallet.is_immature(coin, tip),
             )
             for coin in self.wallet.coins(include_spent_unconfirmed=False)
         ]

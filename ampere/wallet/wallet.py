@@ -193,15 +193,23 @@ class Wallet:
             coins = [coin for coin in coins if coin.outpoint not in self._spent_unconfirmed]
         return sorted(coins, key=lambda c: (c.height is None, c.height or 0, c.outpoint))
 
+    @staticmethod
+    def is_immature(coin: WalletCoin, tip_height: int) -> bool:
+        """A coinbase output that may not be spent yet: a coinbase of height h may be spent in block
+        h + 100, i.e. with 100 confirmations at the tip (bitcoind's wallet waits for one more)."""
+        if not coin.coinbase:
+            return False
+        confirmations = 0 if coin.height is None else tip_height - coin.height + 1
+        return confirmations < COINBASE_MATURITY
+
     def spendable_coins(self, tip_height: int, min_confirmations: int = 1) -> list[WalletCoin]:
         result = []
         for coin in self._coins.values():
             if coin.outpoint in self._spent_unconfirmed or coin.outpoint in self._reserved:
                 continue
-            confirmations = 0 if coin.height is None else tip_height - coin.height + 1
-            # A coinbase of height h may be spent in block h + 100, i.e. with 100 confirmations at the tip.
-            if coin.coinbase and confirmations < COINBASE_MATURITY:
+            if self.is_immature(coin, tip_height):
                 continue
+            confirmations = 0 if coin.height is None else tip_height - coin.height + 1
             if confirmations < min_confirmations and not (coin.height is None and self._is_own_change(coin)):
                 continue
             result.append(coin)
@@ -219,7 +227,9 @@ class Wallet:
         )
 
     def balance(self, tip_height: int) -> tuple[int, int]:
-        """(confirmed, unconfirmed) satoshis, not counting coins spent by our own mempool transactions."""
+        """(confirmed, unconfirmed) satoshis, not counting coins spent by our own mempool transactions.
+        Immature coinbase outputs count as confirmed: this is what the wallet holds, not what it can
+        spend now (`spendable_coins` is that)."""
         confirmed = unconfirmed = 0
         for coin in self._coins.values():
             if coin.outpoint in self._spent_unconfirmed:
