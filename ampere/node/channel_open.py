@@ -141,7 +141,11 @@ async def start_open(
     service.index_temporary_for(managed, temporary_id)
     waiter = service.effects.open_waiter(managed)
     channel_type = ChannelType.ANCHORS if anchors else ChannelType.STATIC_REMOTEKEY
-    actions = managed.handle(OpenChannelCommand(temporary_id, funding_sat, push_msat, feerate, channel_type))
+    # The commitment starts where the update_fee policy would keep it (anchors: capped).
+    commitment_feerate = service.fees.policy.target(feerate, anchors=anchors)
+    actions = managed.handle(
+        OpenChannelCommand(temporary_id, funding_sat, push_msat, commitment_feerate, channel_type)
+    )
     for action in actions:
         if isinstance(action, Error):
             service.effects.drop_waiters(managed)

@@ -40,6 +40,7 @@ from ampere.channel.twoway.errors import ErrorResponse
 from ampere.channel.twoway.ledger import View
 from ampere.channel.twoway.messages import (
     CHANNEL_MESSAGE_NAMES,
+    ChannelReestablish,
     ErrorMessage,
     OpenChannel,
 )
@@ -48,6 +49,7 @@ from ampere.channel.twoway.summary import ChannelSummary, summarize
 from ampere.channel.twoway.totals import view_totals
 from ampere.node.channel_chain import ChannelChainWatcher
 from ampere.node.channel_effects import ChannelEffects
+from ampere.node.channel_fees import CommitmentFeeUpdater
 from ampere.node.channel_managed import ManagedChannel
 from ampere.node.channel_open import (
     ChannelCommandError,
@@ -102,6 +104,7 @@ class ChannelService:
         self._records: ChannelRecords | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.onchain = OnchainResolutionService(self)
+        self.fees = CommitmentFeeUpdater(self)  # the opener's update_fee
         self._change_listeners: list[Callable[[], None]] = []  # a channel got funded or ended (backups)
 
     # --- lifecycle --------------------------------------------------------------------------------------
@@ -140,6 +143,7 @@ class ChannelService:
         self._restore_all(feerate)
         self.onchain.load()
         self._watcher.hooks.append(self.onchain)
+        self._watcher.hooks.append(self.fees)
         await self._watcher.start(node.follower.height)
         await self.onchain.resume()
         node.follower.add_listener(self._watcher)
@@ -316,6 +320,8 @@ class ChannelService:
             return
         managed.handle(parsed)
         self.after_event(managed)
+        if isinstance(parsed, ChannelReestablish):
+            self.fees.maybe_update(managed)  # the estimate may have moved while the peer was away
         self.schedule_sign(managed)
 
     async def _incoming_open(self, peer_id: bytes, message: OpenChannel) -> None:
@@ -396,7 +402,7 @@ class ChannelService:
     def usable_channels(self, peer_id: bytes | None = None) -> list[UsableChannel]:
         usable = []
         for managed in self._channels:
-            if not self._is_usable(managed) or (peer_id is not None and managed.peer_id != peer_id):
+            if not self.is_usable(managed) or (peer_id is not None and managed.peer_id != peer_id):
                 continue
             spendable, receivable = _spendable(managed)
             state = managed.state
@@ -407,7 +413,8 @@ class ChannelService:
             )
         return usable
 
-    def _is_usable(self, managed: ManagedChannel) -> bool:
+    def is_usable(self, managed: ManagedChannel) -> bool:
+        """Normal, live, not halted, and its peer connected: the channel may take new updates."""
         state = managed.state
         return (
             state.phase is Phase.NORMAL
@@ -419,7 +426,7 @@ class ChannelService:
 
     def _usable(self, channel_id: bytes) -> ManagedChannel:
         managed = self._by_id.get(channel_id)
-        if managed is None or not self._is_usable(managed):
+        if managed is None or not self.is_usable(managed):
             raise ChannelUnavailableError(f"channel {channel_id.hex()} cannot carry a new HTLC now")
         return managed
 
