@@ -37,6 +37,7 @@ __all__ = [
     "InMemorySigner",
     "SignerEnforcementError",
     "SignerState",
+    "derive_channel_secret",
 ]
 
 
@@ -122,7 +123,10 @@ class ChannelSigner(Protocol):
         ...
 
 
-def _derive_secret(root: bytes, label: bytes) -> bytes:
+def derive_channel_secret(root: bytes, label: bytes) -> bytes:
+    """The channel secret named `label` (`funding`, `revocation`, `payment`, `delayed_payment`, `htlc`,
+    `shachain`) of the channel key `root`: what `InMemorySigner` holds, for other signers of the same
+    channel (the on-chain one) to derive the same keys."""
     secret = hmac.new(root, b"ampere/channel/" + label, hashlib.sha256).digest()
     # A value at or above the group order happens with probability ~2^-128; refuse rather
     # than silently reduce, so that every implementation derives the same keys.
@@ -152,12 +156,12 @@ class InMemorySigner:
     def __init__(self, root: bytes, state: SignerState | None = None) -> None:
         if not isinstance(root, bytes) or len(root) != 32:
             raise SignerEnforcementError("channel key root must be 32 bytes")
-        self._funding_secret = _derive_secret(root, b"funding")
-        self._revocation_secret = _derive_secret(root, b"revocation")
-        self._payment_secret = _derive_secret(root, b"payment")
-        self._delayed_payment_secret = _derive_secret(root, b"delayed_payment")
-        self._htlc_secret = _derive_secret(root, b"htlc")
-        self._secrets = PerCommitmentSecretGenerator(_derive_secret(root, b"shachain"))
+        self._funding_secret = derive_channel_secret(root, b"funding")
+        self._revocation_secret = derive_channel_secret(root, b"revocation")
+        self._payment_secret = derive_channel_secret(root, b"payment")
+        self._delayed_payment_secret = derive_channel_secret(root, b"delayed_payment")
+        self._htlc_secret = derive_channel_secret(root, b"htlc")
+        self._secrets = PerCommitmentSecretGenerator(derive_channel_secret(root, b"shachain"))
         self._basepoints = ChannelBasepoints(
             funding_pubkey=pubkey_from_secret(self._funding_secret),
             revocation_basepoint=pubkey_from_secret(self._revocation_secret),

@@ -7,7 +7,9 @@ revoked, the peer's node must punish it, which is what tests and the demo need t
 
 After cheating, our node does not fight the peer's justice transaction: the channel is told at once that
 the funding output is spent by the cheat (it goes `force_closing` without putting a commitment of its own
-on chain), and then resolves it like any close, with nothing of ours to claim.
+on chain). The cheat is resolved as our own revoked commitment (`ampere.onchain.own_revoked`): listed as a
+`local_force` close with `revoked` true, its outputs followed until the peer's justice transaction takes
+them (`to_local` comes back to us after `to_self_delay` only if the peer never punishes).
 """
 
 from __future__ import annotations

@@ -16,10 +16,19 @@ from ampere.channel.twoway.actions import CloseType
 from ampere.node.onchain_record import ResolutionRecord
 from ampere.onchain import OutputPath, OutputStatus
 
-__all__ = ["ANTI_REORG_DEPTH", "listclosed_entry", "timed_out_htlcs"]
+__all__ = [
+    "ANTI_REORG_DEPTH",
+    "ONCHAIN_TIMEOUT_REASON",
+    "listclosed_entry",
+    "onchain_timeout",
+    "timed_out_htlcs",
+]
 
 # A timeout is reported to the payment side only this deep: a shallower one could still be undone.
 ANTI_REORG_DEPTH = 6
+ONCHAIN_TIMEOUT_REASON = (
+    "HTLC timed out on chain (the channel was force closed and the peer never claimed it)"
+)
 
 
 def listclosed_entry(record: ResolutionRecord) -> dict[str, Any]:
@@ -36,6 +45,7 @@ def listclosed_entry(record: ResolutionRecord) -> dict[str, Any]:
                 "claimable_at_height": confirmed,
                 "status": (OutputStatus.PENDING if confirmed is None else OutputStatus.SWEPT).value,
                 "sweep_txid": None if confirmed is None else tx.txid_hex,
+                "swept_by": None if confirmed is None else "us",
             }
             for vout in record.mutual_vouts
         ]
@@ -47,6 +57,11 @@ def listclosed_entry(record: ResolutionRecord) -> dict[str, Any]:
         entry["state"] = "force_closing"
     entry["closing_height"] = resolver.closing_height
     return entry
+
+
+def onchain_timeout(htlc_id: int, payment_hash: bytes) -> HtlcFailed:
+    """The failure of our offered HTLC that we took back on chain: no onion reason exists for it."""
+    return HtlcFailed(htlc_id, payment_hash, b"", local_reason=ONCHAIN_TIMEOUT_REASON)
 
 
 def timed_out_htlcs(record: ResolutionRecord) -> list[HtlcFailed]:
@@ -64,7 +79,7 @@ def timed_out_htlcs(record: ResolutionRecord) -> list[HtlcFailed]:
         and out.spent_height <= deep
     }
     return [
-        HtlcFailed(htlc.htlc_id, htlc.payment_hash, b"")
+        onchain_timeout(htlc.htlc_id, htlc.payment_hash)
         for htlc in record.offered
         if htlc.payment_hash in hashes and htlc.htlc_id not in record.failures_reported
     ]

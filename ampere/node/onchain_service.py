@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ampere.bitcoin.tx import OutPoint, Transaction
 from ampere.chain.errors import ChainError
 from ampere.chain.interface import BlockInfo
-from ampere.channel.twoway import ForceClose, HtlcFailed, HtlcFulfilled, OnchainResolved, Phase
+from ampere.channel.twoway import ForceClose, HtlcFulfilled, OnchainResolved, Phase
 from ampere.channel.twoway.actions import ChannelClosed, CloseType
 from ampere.channel.twoway.common import Context, signed_local_commitment
 from ampere.channel.twoway.state import RemovalKind
@@ -41,7 +41,7 @@ from ampere.node.channel_open import ChannelCommandError
 from ampere.node.errors import NotFoundError
 from ampere.node.htlc_interface import HtlcListener
 from ampere.node.onchain_actions import ClaimBroadcaster
-from ampere.node.onchain_listing import listclosed_entry, timed_out_htlcs
+from ampere.node.onchain_listing import listclosed_entry, onchain_timeout, timed_out_htlcs
 from ampere.node.onchain_record import OfferedHtlc, ResolutionRecord, ResolutionRepository
 from ampere.onchain import (
     BlockConnected,
@@ -51,7 +51,6 @@ from ampere.onchain import (
     ChannelResolver,
     FundAndBroadcast,
     InMemoryOnchainSigner,
-    OutputPath,
     PreimageFound,
     PreimageLearned,
     Resolved,
@@ -279,7 +278,7 @@ class OnchainResolutionService:
             if payment_hash not in resolver.preimages:
                 await self._apply(record, PreimageLearned(preimage))
         for tx in block.transactions:
-            watched = {out.outpoint for out in resolver.outputs if out.path is not OutputPath.ANCHOR}
+            watched = {out.outpoint for out in resolver.outputs}
             if tx.txid == resolver.closing_tx.txid or any(txin.prevout in watched for txin in tx.inputs):
                 await self._apply(record, SpendConfirmed(tx, block.height))
         await self._apply(record, BlockConnected(block.height))
@@ -371,7 +370,7 @@ class OnchainResolutionService:
                         )
                     elif htlc.htlc_id in record.failures_reported:
                         await listener.htlc_failed(
-                            record.channel_id, HtlcFailed(htlc.htlc_id, htlc.payment_hash, b"")
+                            record.channel_id, onchain_timeout(htlc.htlc_id, htlc.payment_hash)
                         )
                 except Exception:
                     log.exception("HTLC listener failed on a replayed on-chain outcome")

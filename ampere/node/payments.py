@@ -362,6 +362,8 @@ class PaymentService:
         self._spawn(self._finish_failed(outcome.payment_hash, self._failure_text(outcome)))
 
     def _failure_text(self, outcome: HtlcFailed) -> str:
+        if outcome.local_reason:
+            return outcome.local_reason
         if outcome.failure_code:
             return f"the payee could not read the onion (failure code {outcome.failure_code:#06x})"
         shared = self._shared_secrets.get(outcome.payment_hash)

@@ -2,6 +2,7 @@
 of it gets back to our wallet.
 
 Modules: `classify` (mutual close, our commitment, the peer's current/next or revoked one),
+`own_revoked` (our own revoked commitment, broadcast by a cheat),
 `resolver` (`ChannelResolver`, one per closed channel, driven by `events`), `sweeps` (our and
 the peer's unrevoked commitments), `justice` (revoked commitments: batching, fee bumps),
 `claims` (multi-input claim transactions), `outputs` (tracked outputs, second stages), `fees`
@@ -18,6 +19,7 @@ from ampere.onchain.classify import (
     RemoteWhich,
     RevocationLookup,
     RevokedCommitment,
+    RevokedLocalCommitment,
     UnknownSpend,
     classify,
 )
@@ -71,6 +73,7 @@ __all__ = [
     "ResolverEvent",
     "RevocationLookup",
     "RevokedCommitment",
+    "RevokedLocalCommitment",
     "SecondStage",
     "SpendConfirmed",
     "TrackedOutput",

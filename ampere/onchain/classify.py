@@ -24,7 +24,8 @@ from ampere.channel.transactions.commitment import (
     commitment_number_from_tx,
 )
 from ampere.channel.transactions.keys import CommitmentKeys, derive_commitment_keys
-from ampere.channel.twoway.actions import CommitmentRevoked
+from ampere.channel.twoway.actions import CommitmentRevoked, RevokedHtlc
+from ampere.channel.twoway.close import pays_own_commitment_scripts
 from ampere.channel.twoway.ledger import (
     View,
     build_view_commitment,
@@ -46,11 +47,16 @@ __all__ = [
     "RemoteWhich",
     "RevocationLookup",
     "RevokedCommitment",
+    "RevokedLocalCommitment",
     "UnknownSpend",
     "classify",
     "rebuild_remote_commitment",
     "remote_commitment_keys",
 ]
+
+# How far from our commitment's number the peer's revoked commitments are searched for the HTLCs our
+# revoked commitment may carry: both numbers advance together in every update round.
+_HTLC_SEARCH_WINDOW = 16
 
 RevocationLookup: TypeAlias = Callable[[int], CommitmentRevoked | None]
 """The revocation log of one channel: the record of a revoked commitment number, if stored."""
@@ -92,6 +98,19 @@ class RevokedCommitment:
 
 
 @dataclass(frozen=True, slots=True)
+class RevokedLocalCommitment:
+    """One of our own commitments that we revoked: only a developer cheat (`dev-cheat`) or a node run
+    from an old copy of its state broadcasts one, and the peer may take all of it with the revocation
+    key. `keys` are the commitment's (we are its owner); `htlcs` the HTLCs (our view) its outputs may
+    carry, as far as our current state and the revocation log know them."""
+
+    number: int
+    per_commitment_point: bytes
+    keys: CommitmentKeys
+    htlcs: tuple[RevokedHtlc, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownSpend:
     """Spends the funding output but matches no state we know: our state is stale (data loss)
     or something is badly wrong; the node must alert, there is nothing we can sign."""
@@ -101,7 +120,12 @@ class UnknownSpend:
 
 
 Classification: TypeAlias = (
-    MutualClose | LocalCommitment | RemoteCommitment | RevokedCommitment | UnknownSpend
+    MutualClose
+    | LocalCommitment
+    | RemoteCommitment
+    | RevokedCommitment
+    | RevokedLocalCommitment
+    | UnknownSpend
 )
 
 
@@ -183,6 +207,12 @@ def classify(
             theirs = rebuild_remote_commitment(state, record, point)
             if theirs.txid == tx.txid:
                 return RemoteCommitment(number, which, theirs, point)
+    if number < ledger.local_commitment_number:
+        point = local_point(number)
+        if pays_own_commitment_scripts(state, tx, point):
+            local, remote = state.require_params()
+            keys = derive_commitment_keys(point, local.basepoints, remote.basepoints)
+            return RevokedLocalCommitment(number, point, keys, _known_htlcs(state, number, revocations))
     secret = _revealed_secret(state, number)
     if secret is not None:
         point = per_commitment_point(secret)
@@ -194,3 +224,21 @@ def classify(
             commitment = rebuilt if rebuilt.txid == tx.txid else None
         return RevokedCommitment(number, secret, keys, commitment)
     return UnknownSpend(number, f"commitment number {number} matches none of our states")
+
+
+def _known_htlcs(state: ChannelState, number: int, revocations: RevocationLookup) -> tuple[RevokedHtlc, ...]:
+    """HTLCs our commitment `number` may have carried: those of our state and of the peer's revoked
+    commitments with nearby numbers (the log keeps no record of our own commitments)."""
+    ledger = state.require_ledger()
+    found = {
+        (h.offered, h.htlc_id): RevokedHtlc(
+            h.offered, h.htlc_id, h.amount_msat, h.payment_hash, h.cltv_expiry
+        )
+        for h in ledger.htlcs
+    }
+    low = max(0, number - _HTLC_SEARCH_WINDOW)
+    for candidate in range(low, min(ledger.remote_commitment_number, number + _HTLC_SEARCH_WINDOW + 1)):
+        record = revocations(candidate)
+        if record is not None:
+            found.update(((h.offered, h.htlc_id), h) for h in record.htlcs)
+    return tuple(found.values())

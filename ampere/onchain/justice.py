@@ -14,17 +14,26 @@ from collections.abc import Sequence
 
 from ampere.bitcoin.script import p2wsh_script
 from ampere.bitcoin.tx import SEQUENCE_RBF, OutPoint, Transaction
+from ampere.channel.transactions.closing import dust_threshold_sat
 from ampere.channel.transactions.commitment import OutputKind
 from ampere.channel.transactions.scripts import to_local_script
 from ampere.channel.twoway.state import ChannelState
-from ampere.onchain.claims import MAX_STANDARD_TX_WEIGHT, ClaimInput, WitnessKind, weight_of
+from ampere.onchain.claims import (
+    MAX_STANDARD_TX_WEIGHT,
+    ClaimInput,
+    WitnessKind,
+    build_claim_tx,
+    weight_of,
+)
 from ampere.onchain.classify import RevokedCommitment
+from ampere.onchain.errors import ClaimBuildError
 from ampere.onchain.keys import KeyFamily
 from ampere.onchain.outputs import OutputPath, TrackedOutput
 from ampere.onchain.sweeps import to_remote_by_script, to_remote_output
 
 __all__ = [
     "batch_claims",
+    "build_justice_tx",
     "min_replacement_fee_sat",
     "next_justice_feerate",
     "revoked_outputs",
@@ -150,3 +159,19 @@ def next_justice_feerate(previous_feerate_per_kw: int, blocks_left: int) -> int:
 def min_replacement_fee_sat(previous_fee_sat: int, weight: int) -> int:
     """BIP125 rule 4: a replacement pays the old fee plus the incremental relay fee of its own size."""
     return previous_fee_sat + (INCREMENTAL_RELAY_PER_KW * weight + 999) // 1000
+
+
+def build_justice_tx(
+    batch: Sequence[ClaimInput], destination_script: bytes, feerate_per_kw: int, min_fee_sat: int
+) -> Transaction | None:
+    """The unsigned justice transaction of `batch`. When the feerate asks for more than the outputs
+    hold, everything above the dust threshold goes to the fee: better the miners than the cheater. None
+    when even that cannot pay `min_fee_sat` (a replacement must pay more than what it replaces)."""
+    try:
+        return build_claim_tx(batch, destination_script, feerate_per_kw, min_fee_sat=min_fee_sat)
+    except ClaimBuildError:
+        pass
+    most = sum(c.amount_sat for c in batch) - max(dust_threshold_sat(destination_script), 1)
+    if most < max(min_fee_sat, 1):
+        return None
+    return build_claim_tx(batch, destination_script, 0, min_fee_sat=most)

@@ -19,7 +19,7 @@ from typing import Protocol
 from ampere.bitcoin.keys import pubkey_from_secret
 from ampere.bitcoin.sighash import SigHash
 from ampere.bitcoin.tx import Transaction
-from ampere.channel.signer import InMemorySigner, _derive_secret
+from ampere.channel.signer import InMemorySigner, derive_channel_secret
 from ampere.channel.transactions.keys import ChannelBasepoints
 from ampere.channel.transactions.signing import sign_input
 from ampere.crypto.keys import derive_privkey, derive_revocation_privkey
@@ -76,13 +76,13 @@ class InMemoryOnchainSigner:
         # The channel signer validates the root and fixes the derivation; reuse both.
         self._basepoints = InMemorySigner(root).basepoints
         self._secrets = {
-            KeyFamily.REVOCATION: _derive_secret(root, b"revocation"),
-            KeyFamily.DELAYED: _derive_secret(root, b"delayed_payment"),
-            KeyFamily.HTLC: _derive_secret(root, b"htlc"),
-            KeyFamily.PAYMENT: _derive_secret(root, b"payment"),
-            KeyFamily.FUNDING: _derive_secret(root, b"funding"),
+            KeyFamily.REVOCATION: derive_channel_secret(root, b"revocation"),
+            KeyFamily.DELAYED: derive_channel_secret(root, b"delayed_payment"),
+            KeyFamily.HTLC: derive_channel_secret(root, b"htlc"),
+            KeyFamily.PAYMENT: derive_channel_secret(root, b"payment"),
+            KeyFamily.FUNDING: derive_channel_secret(root, b"funding"),
         }
-        self._shachain = PerCommitmentSecretGenerator(_derive_secret(root, b"shachain"))
+        self._shachain = PerCommitmentSecretGenerator(derive_channel_secret(root, b"shachain"))
 
     def __repr__(self) -> str:
         return f"InMemoryOnchainSigner(funding_pubkey={self._basepoints.funding_pubkey.hex()})"

@@ -124,5 +124,9 @@ def test_revoked_commitment_is_punished(nodes: tuple[NodeProcess, NodeProcess]) 
     assert not any(txid in {cheat_txid, *swept_by} for txid, _ in after)
     wait_for(lambda: _state(bob, channel_id) == "closed", what="bob's channel closed")
     assert _state(alice, channel_id) in ("force_closing", "closed")
+    # Her listclosed shows her own revoked commitment, every output of it taken by Bob's justice.
     alice_entry = closed_row(alice, channel_id)
-    assert alice_entry is None or not any(o["status"] == "swept" for o in alice_entry["outputs"])
+    assert alice_entry is not None and alice_entry["closing_txid"] == cheat_txid
+    assert alice_entry["close_type"] == "local_force" and alice_entry["revoked"] is True
+    taken = [o for o in alice_entry["outputs"] if o["path"] != "anchor"]
+    assert taken and all(o["swept_by"] == "peer" and o["sweep_txid"] in swept_by for o in taken)

@@ -29,6 +29,7 @@ from ampere.node.node import ChainConnection, Node
 from ampere.node.payment_onion_sphinx import SphinxOnion
 from ampere.node.payments import PaymentService
 from ampere.store import open_store
+from ampere.wire import Features
 from tests.chain.helpers import SINK_SCRIPT
 
 from .helpers import fast_config
@@ -103,16 +104,22 @@ class Member:
         self.channels = ChannelService(config)
         self.payments: PaymentService | None = None
         self.listener = HoldingListener(self.channels)
+        # Called with each new node before it starts (e.g. to watch what it sends from the first message).
+        self.before_start: Callable[[Node], None] | None = None
+        self.features: Features | None = None  # the init features to advertise, if not the default
 
     async def start(self) -> Node:
         config = NodeConfig(datadir=self.datadir, listen=("127.0.0.1", 0), poll_interval=0.05)
         connection = ChainConnection(EmbeddedChainBackend(self.chain), Network.REGTEST, close=_no_close)
-        node = Node(config, self.keys, open_store(config.db_url), connection, 0, fast_config())
+        peer_config = fast_config() if self.features is None else fast_config(features=self.features)
+        node = Node(config, self.keys, open_store(config.db_url), connection, 0, peer_config)
         self.channels = ChannelService(self.config)
         node.add_service(self.channels)
         if self.with_payments:
             self.payments = PaymentService(SphinxOnion(), pay_timeout=1.0)
             node.add_service(self.payments)
+        if self.before_start is not None:
+            self.before_start(node)
         await node.start()
         if not self.with_payments:
             self.listener = HoldingListener(self.channels, self.listener.preimages)

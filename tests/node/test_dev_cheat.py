@@ -174,8 +174,18 @@ async def test_dev_cheat_broadcasts_a_revoked_commitment_and_bob_punishes_it(tmp
         alice_coins = set(alice.wallet_coins())
         assert not any(coin.txid in {cheat.txid, *(c.tx.txid for c in justice)} for coin in alice_coins)
         alice_resolver = alice.channels.onchain.resolver(channel_id)
-        assert alice_resolver is None or not any(out.by_us for out in alice_resolver.outputs)
+        assert alice_resolver is not None and not any(out.by_us for out in alice_resolver.outputs)
         assert alice.channel(channel_id).state.phase in (Phase.FORCE_CLOSING, Phase.CLOSED)
+        # Alice's listclosed: her own revoked commitment, its to_local taken by Bob's justice transaction.
+        listed = (await alice.call("listclosed", {}))["result"]["channels"]
+        entry = next(e for e in listed if e["channel_id"] == channel_id.hex())
+        assert entry["close_type"] == "local_force" and entry["revoked"] is True
+        assert entry["closing_txid"] == cheat.txid_hex
+        justice_txids = {claim.tx.txid_hex for claim in justice}
+        assert [(o["path"], o["status"], o["swept_by"]) for o in entry["outputs"]] == [
+            ("to_local", "swept", "peer")
+        ]
+        assert entry["outputs"][0]["sweep_txid"] in justice_txids
 
 
 @async_test

@@ -84,7 +84,8 @@ def test_garbage_never_decodes_into_something_else(data: bytes) -> None:
 def test_listclosed_entry_follows_the_contract(chain: EmbeddedChain) -> None:
     shell, commitment = _force_closed(chain)
     entry = shell.resolver.listclosed_entry()
-    assert set(entry) == {"channel_id", "close_type", "closing_txid", "outputs"}
+    assert set(entry) == {"channel_id", "close_type", "revoked", "closing_txid", "outputs"}
+    assert entry["revoked"] is False
     assert entry["close_type"] == "local_force" and entry["closing_txid"] == commitment.txid_hex
     paths = sorted(o["path"] for o in entry["outputs"])
     assert paths == ["htlc_success", "htlc_timeout", "to_local"]
@@ -96,6 +97,7 @@ def test_listclosed_entry_follows_the_contract(chain: EmbeddedChain) -> None:
             "claimable_at_height",
             "status",
             "sweep_txid",
+            "swept_by",
         }
         assert output["status"] in ("pending", "claimable", "swept")
         assert isinstance(output["amount_sat"], int)

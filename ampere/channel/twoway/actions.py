@@ -141,6 +141,8 @@ class HtlcFailed:
     # Set for update_fail_malformed_htlc (then `reason` is empty).
     failure_code: int = 0
     sha256_of_onion: bytes = b""
+    # Set by the node for a failure decided without the peer (an HTLC timed out on chain): shown as is.
+    local_reason: str = ""
 
 
 class CloseType(Enum):

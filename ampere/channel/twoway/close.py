@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import suppress
 from dataclasses import replace
 
+from ampere.bitcoin.script import p2wsh_script
 from ampere.bitcoin.tx import Transaction
 from ampere.channel.transactions.closing import (
     ClosingTransaction,
@@ -19,6 +20,8 @@ from ampere.channel.transactions.closing import (
 )
 from ampere.channel.transactions.commitment import commitment_number_from_tx
 from ampere.channel.transactions.errors import TransactionBuildError
+from ampere.channel.transactions.keys import derive_commitment_keys
+from ampere.channel.transactions.scripts import to_local_script, to_remote_script_pubkey
 from ampere.channel.twoway.actions import (
     Action,
     Broadcast,
@@ -71,7 +74,14 @@ from ampere.channel.twoway.state import (
 from ampere.channel.twoway.update import sign_commitment
 from ampere.wire.features import Feature
 
-__all__ = ["TRANSITIONS", "fail_channel", "propose_closing", "shutdown_progress", "start_negotiation"]
+__all__ = [
+    "TRANSITIONS",
+    "fail_channel",
+    "pays_own_commitment_scripts",
+    "propose_closing",
+    "shutdown_progress",
+    "start_negotiation",
+]
 
 # 1 + 1 + (1 + 73) * 2 + 1 + 71: item count, the CHECKMULTISIG dummy, two signatures with their
 # sighash byte, the 2-of-2 script; plus 2 for the segwit marker and flag.
@@ -89,7 +99,10 @@ def _go_on_chain(
     channel_id: bytes | None = None,
 ) -> Transition:
     """Abandon an unfunded channel, or put our newest commitment on chain (unless our state is
-    known to be stale, in which case broadcasting it would hand the peer every output)."""
+    known to be stale, in which case broadcasting it would hand the peer every output).
+
+    The commitment's broadcast comes before `notify` (the `error` to the peer): the node performs a
+    channel's actions in order, and a peer reacting to the error must not get its commitment out first."""
     if state.phase in PRE_FUNDING_PHASES:
         state = replace(state, phase=Phase.ABORTED, failure=reason)
         return Transition(state, (*notify, OpenFailed(channel_id or state.temporary_channel_id, reason)))
@@ -102,8 +115,8 @@ def _go_on_chain(
     return Transition(
         state,
         (
-            *notify,
             Broadcast(commitment, "local commitment"),
+            *notify,
             ChannelClosed(state.channel_id, CloseType.LOCAL_FORCE, commitment.txid),
         ),
     )
@@ -365,6 +378,24 @@ def simple_close_received(state: ChannelState, msg: ClosingComplete | ClosingSig
 # --- the chain ------------------------------------------------------------------------------------------
 
 
+def pays_own_commitment_scripts(state: ChannelState, tx: Transaction, per_commitment_point: bytes) -> bool:
+    """Whether `tx` pays a script only our own commitment at `per_commitment_point` has: our
+    `to_local`, or the peer's `to_remote` (the peer's commitments pay its balance elsewhere). Tells
+    one of our revoked commitments (a developer cheat, or a node run from an old copy of its state)
+    from a revoked commitment of the peer with the same number."""
+    local, remote = state.require_params()
+    keys = derive_commitment_keys(per_commitment_point, local.basepoints, remote.basepoints)
+    ours = {
+        p2wsh_script(
+            to_local_script(keys.revocation_pubkey, remote.to_self_delay, keys.local_delayed_pubkey)
+        ),
+        to_remote_script_pubkey(
+            remote.basepoints.payment_basepoint, anchors=state.commitment_format.has_anchors
+        ),
+    }
+    return any(output.script_pubkey in ours for output in tx.outputs)
+
+
 def _classify(state: ChannelState, tx: Transaction, ctx: Context) -> CloseType:
     if state.closing_tx is not None and tx.txid == state.closing_tx.txid:
         return CloseType.MUTUAL
@@ -377,6 +408,10 @@ def _classify(state: ChannelState, tx: Transaction, ctx: Context) -> CloseType:
 
         if local_commitment(state, ledger, ctx).txid == tx.txid:
             return CloseType.LOCAL_FORCE
+    if number < ledger.local_commitment_number and pays_own_commitment_scripts(
+        state, tx, ctx.signer.per_commitment_point(number)
+    ):
+        return CloseType.LOCAL_FORCE  # one of our own revoked commitments: the peer may punish it
     if number < ledger.remote_acked_upto:
         return CloseType.BREACH
     return CloseType.REMOTE_FORCE

@@ -1,0 +1,63 @@
+"""A payment whose HTLC is timed out on chain fails with a reason that says so (not an empty or
+undecryptable one), in two in-process nodes on one embedded chain."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from pathlib import Path
+
+from ampere.bitcoin.network import Network
+from ampere.invoice import new_invoice
+from ampere.onchain import OutputPath, OutputStatus
+from ampere.store.payments import PaymentStatus
+
+from .channel_helpers import mine, open_channel, preimage, wait_until
+from .helpers import async_test
+from .test_onchain_service import CAPACITY_SAT, PUSH_MSAT, pair, resolver_of
+
+
+@async_test
+async def test_a_payment_timed_out_on_chain_fails_with_a_clear_reason(tmp_path: Path) -> None:
+    async with pair(tmp_path, alice_payments=True) as (chain, alice, bob):
+        channel_id = await open_channel(alice, bob, CAPACITY_SAT, PUSH_MSAT)
+        payment_hash = hashlib.sha256(preimage(11)).digest()
+        bolt11, _ = new_invoice(
+            network=Network.REGTEST,
+            amount_msat=50_000_000,
+            payment_hash=payment_hash,
+            payment_secret=hashlib.sha256(b"secret").digest(),
+            private_key=bob.keys.node_key,
+            timestamp=int(time.time()),
+        )
+        payments = alice.payments
+        assert payments is not None
+        paying = asyncio.ensure_future(payments.pay(bolt11))
+        await wait_until(lambda: bob.listener.received, "bob to hold the HTLC")
+        assert (await paying).status is PaymentStatus.PENDING
+        [held] = bob.listener.received.values()
+
+        # Bob never settles and goes away; Alice takes the HTLC back on chain after its expiry.
+        await bob.stop()
+        await alice.channels.onchain.force_close(channel_id.hex())
+        await mine(chain, 1, alice)
+        while chain.tip_height() <= held.cltv_expiry + 6:
+            await mine(chain, 1, alice)
+        [timeout] = [
+            o
+            for o in resolver_of(alice, channel_id).outputs
+            if o.path is OutputPath.HTLC_TIMEOUT and o.parent is None
+        ]
+        assert timeout.status is OutputStatus.SWEPT and timeout.by_us
+
+        failed = await wait_until(
+            lambda: (
+                (found := payments.payment(payment_hash)) is not None
+                and found.status is PaymentStatus.FAILED
+                and found
+            ),
+            "the payment to fail",
+        )
+        assert failed.failure is not None and "timed out on chain" in failed.failure, failed.failure
+        assert failed.payment_preimage is None

@@ -1,0 +1,62 @@
+"""A justice transaction whose fee bumps outgrow what it claims: it is capped at everything above the
+dust threshold (better the miners than the cheater), and once at the cap the transaction in flight is
+kept, never forgotten, so the mempool always holds one and nothing is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ampere.chain.embedded import EmbeddedChain
+from ampere.channel.transactions.closing import dust_threshold_sat
+from ampere.onchain.classify import RevokedCommitment
+from ampere.onchain.events import BlockConnected
+from ampere.onchain.outputs import OutputPath, OutputStatus
+from tests.chain.helpers import SINK_SCRIPT
+
+from .harness import DELAY, Chain, Shell, classify_for, old_commitment, open_on_chain, revocation_log
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[EmbeddedChain]:
+    with EmbeddedChain(tmp_path / "chain") as opened:
+        yield opened
+
+
+def test_justice_fee_is_capped_by_what_it_claims_and_never_dropped(chain: EmbeddedChain) -> None:
+    # Alice's revoked first state holds only about 13 000 sat: the doubling bumps soon ask for more.
+    pair = open_on_chain(chain, 100_000, push_msat=85_000_000)
+    first = pair.alice.persisted
+    assert first is not None
+    pair.pay(pair.alice, 5_000_000)
+    pair.flush()
+    cheat = old_commitment(pair.alice, first)
+    chain.submit(cheat)
+    chain.generate(1, SINK_SCRIPT)
+    height = chain.tip_height()
+    classification = classify_for(pair.bob, cheat, revocation_log(pair.bob))
+    assert isinstance(classification, RevokedCommitment)
+    shell = Shell.start(chain, pair.bob, pair.bob.state, cheat, classification)
+    shell.block(height)
+    [to_local] = [o for o in shell.resolver.outputs if o.path is OutputPath.JUSTICE]
+    dust = dust_threshold_sat(shell.resolver.destination)
+
+    fees: list[int] = []
+    for late in range(1, DELAY + 2):
+        # Blocks pass (as far as the resolver knows) without the justice transaction.
+        shell.handle(BlockConnected(height + late))
+        [pending] = [c for c in shell.resolver.claims if c.justice and c.confirmed_height is None]
+        assert chain.mempool_tx(pending.tx.txid) is not None, f"no justice in the mempool {late} blocks on"
+        assert pending.fee_sat == to_local.amount_sat - pending.tx.total_output_value()
+        fees.append(pending.fee_sat)
+    assert not shell.rejected, shell.rejected
+    assert fees == sorted(fees)
+    # It reached the cap: all but the dust threshold goes to the fee, and from then on it stays.
+    assert fees[-1] == to_local.amount_sat - dust
+    assert fees.index(fees[-1]) < DELAY - 1
+
+    Chain(chain, shell).mine(1)
+    [out] = [o for o in shell.resolver.outputs if o.path is OutputPath.JUSTICE]
+    assert out.status is OutputStatus.SWEPT and out.by_us
