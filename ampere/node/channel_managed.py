@@ -26,7 +26,7 @@ from ampere.channel.twoway import (
     PersistState,
     Phase,
 )
-from ampere.channel.twoway.actions import CommitmentRevoked
+from ampere.channel.twoway.actions import CommitmentRevoked, HtlcFailed, HtlcFulfilled
 from ampere.channel.twoway.state import PRE_FUNDING_PHASES
 from ampere.node.channel_persist import GroupCommitter
 from ampere.wire import Message, UnknownMessage
@@ -129,33 +129,47 @@ class ManagedChannel:
         return self._barrier
 
     def _enqueue(self, actions: list[Action]) -> list[Action]:
+        # Each PersistState goes to the store with what belongs in its transaction: the revocation
+        # records and the outcomes of our offered HTLCs that follow it. Actions run after it is durable.
         persist: PersistState | None = None
         records: list[CommitmentRevoked] = []
+        outcomes: list[HtlcFulfilled | HtlcFailed] = []
+        queued: list[Action] = []
         for action in actions:
             if isinstance(action, PersistState):
-                self._submit(persist, records)
-                persist, records = action, []
+                self._submit(persist, records, outcomes, queued)
+                persist, records, outcomes, queued = action, [], [], []
             elif isinstance(action, CommitmentRevoked):
                 records.append(action)
             else:
-                self._submit(persist, records)
-                persist, records = None, []
-                self._put(action)
-        self._submit(persist, records)
+                if isinstance(action, HtlcFulfilled | HtlcFailed):
+                    outcomes.append(action)
+                queued.append(action)
+        self._submit(persist, records, outcomes, queued)
         return actions
 
-    def _submit(self, persist: PersistState | None, records: list[CommitmentRevoked]) -> None:
-        if persist is None:
-            return
+    def _submit(
+        self,
+        persist: PersistState | None,
+        records: list[CommitmentRevoked],
+        outcomes: list[HtlcFulfilled | HtlcFailed],
+        queued: list[Action],
+    ) -> None:
+        if persist is not None and self._storable(persist):
+            self._stored = True
+            self._barrier = self._committer.submit(
+                persist.state.channel_id, persist, tuple(records), tuple(outcomes)
+            )
+        for action in queued:
+            self._put(action)
+
+    def _storable(self, persist: PersistState) -> bool:
         state = persist.state
         # A channel still negotiating is forgotten at a restart anyway (nothing of it is on chain), and has
         # no channel id to be stored under yet.
         if state.phase in PRE_FUNDING_PHASES or state.channel_id == _ZERO_ID:
-            return
-        if state.phase is Phase.ABORTED and not self._stored:
-            return
-        self._stored = True
-        self._barrier = self._committer.submit(state.channel_id, persist, tuple(records))
+            return False
+        return not (state.phase is Phase.ABORTED and not self._stored)
 
     def _put(self, item: Action | _Internal) -> None:
         self._queue.put_nowait((self._barrier, item))

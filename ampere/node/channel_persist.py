@@ -1,6 +1,7 @@
 """Group commit of channel states: every state asked for in one event-loop turn goes into ONE transaction.
 
-A channel hands its `PersistState` (and the `CommitmentRevoked` records that belong with it) to
+A channel hands its `PersistState` (and the `CommitmentRevoked` records and offered-HTLC outcomes that
+belong with it, see `ampere.store.htlc_outcomes`) to
 `GroupCommitter.submit` and gets a future that completes once the write is durable; the channel's
 messages wait on that future. Submissions made while the loop runs other callbacks of the same turn,
 or while a previous batch is being written, are gathered and written together by one writer thread,
@@ -19,8 +20,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ampere.channel.twoway.actions import CommitmentRevoked, PersistState
+from ampere.channel.twoway.actions import CommitmentRevoked, HtlcFailed, HtlcFulfilled, PersistState
 from ampere.store import Store
+from ampere.store.htlc_outcomes import HtlcOutcomeRepository
 from ampere.store.repositories import ChannelStateRepository
 from ampere.store.revocation_log import RevocationLogRepository
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 class _Pending:
     persist: PersistState
     records: list[CommitmentRevoked] = field(default_factory=list)
+    outcomes: list[HtlcFulfilled | HtlcFailed] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
@@ -43,6 +46,7 @@ class GroupCommitter:
         self._store = store
         self._states = ChannelStateRepository(store)
         self._revocations = RevocationLogRepository(store)
+        self._outcomes = HtlcOutcomeRepository(store)
         self._pending: dict[bytes, _Pending] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="channel-store")
         self._flush_task: asyncio.Task[None] | None = None
@@ -53,7 +57,11 @@ class GroupCommitter:
         self.states_written = 0
 
     def submit(
-        self, channel_id: bytes, persist: PersistState, records: tuple[CommitmentRevoked, ...] = ()
+        self,
+        channel_id: bytes,
+        persist: PersistState,
+        records: tuple[CommitmentRevoked, ...] = (),
+        outcomes: tuple[HtlcFulfilled | HtlcFailed, ...] = (),
     ) -> asyncio.Future[None]:
         """Queue `persist` for `channel_id`; the future completes when it (or a newer state) is durable."""
         loop = asyncio.get_running_loop()
@@ -67,6 +75,7 @@ class GroupCommitter:
         elif persist.revision > pending.persist.revision:
             pending.persist = persist
         pending.records.extend(records)
+        pending.outcomes.extend(outcomes)
         pending.waiters.append(future)
         if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.create_task(self._flush(), name="channel-group-commit")
@@ -127,6 +136,8 @@ class GroupCommitter:
         self._states.put_state(channel_id, pending.persist.revision, blob)
         for record in pending.records:
             self._revocations.append(record)
+        for outcome in pending.outcomes:
+            self._outcomes.record(channel_id, outcome)
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is written."""

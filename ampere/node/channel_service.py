@@ -63,11 +63,18 @@ from ampere.node.channel_open import (
 )
 from ampere.node.channel_persist import GroupCommitter
 from ampere.node.errors import NotFoundError
-from ampere.node.htlc_interface import ChannelUnavailableError, HtlcListener, HtlcRefusedError, UsableChannel
+from ampere.node.htlc_interface import (
+    ChannelUnavailableError,
+    HtlcListener,
+    HtlcRefusedError,
+    OfferedHtlcReport,
+    UsableChannel,
+)
 from ampere.node.node import Node
 from ampere.node.onchain_service import OnchainResolutionService
 from ampere.node.peer_manager import PeerConnected, PeerDisconnected, PeerEvent
 from ampere.node.peer_protocol import PeerError
+from ampere.store.htlc_outcomes import HtlcOutcomeRepository
 from ampere.store.repositories import ChannelStateRepository, PreimageRepository
 from ampere.wire import Features, Message, UnknownMessage
 
@@ -486,6 +493,27 @@ class ChannelService:
         for managed in self._channels:
             self._spawn(self._replay(managed, listener))
         self._spawn(self.onchain.replay_outcomes(listener))
+
+    def offered_htlcs(self, payment_hash: bytes) -> OfferedHtlcReport:
+        """Our HTLCs for `payment_hash`: in the live channels' ledgers, in the outcome log and in the
+        on-chain resolutions (see `HtlcListener` for the promises behind it)."""
+        in_flight, fulfilled, failed = self.onchain.offered_htlcs(payment_hash)
+        for managed in self._channels:
+            ledger = managed.state.ledger
+            for entry in () if ledger is None else ledger.htlcs:
+                if not entry.offered or entry.payment_hash != payment_hash:
+                    continue
+                removal = entry.removal
+                if removal is not None and removal.kind is RemovalKind.FULFILL:
+                    fulfilled = HtlcFulfilled(entry.htlc_id, entry.payment_hash, removal.payment_preimage)
+                else:  # not removed, or a failure not yet irrevocable
+                    in_flight = True
+        for logged in HtlcOutcomeRepository(self.node.store).for_payment(payment_hash):
+            if isinstance(logged.outcome, HtlcFulfilled):
+                fulfilled = logged.outcome
+            else:
+                failed = logged.outcome
+        return OfferedHtlcReport(in_flight, fulfilled, failed)
 
     @property
     def listeners(self) -> list[HtlcListener]:

@@ -10,6 +10,10 @@ Ordering promises the channel service keeps:
   after a restart for every such HTLC not yet settled (a listener must be idempotent).
 - `htlc_fulfilled` / `htlc_failed` for an offered HTLC are delivered once the removal is durably
   stored; after a restart, outcomes not yet acknowledged are delivered again.
+- `offered_htlcs(payment_hash)` answers, at any time, what became of the HTLCs offered for a hash:
+  still in flight (off chain or on chain), fulfilled, or failed. The outcomes come from the outcome log
+  (`ampere.store.htlc_outcomes`), written with the channel state that holds each removal, so they
+  outlive the HTLC itself; the payment side forgets them once its own final record is stored.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ __all__ = [
     "ChannelUnavailableError",
     "HtlcListener",
     "HtlcRefusedError",
+    "OfferedHtlcReport",
     "UsableChannel",
 ]
 
@@ -45,6 +50,16 @@ class UsableChannel:
     short_channel_id: int | None
     spendable_msat: int  # what one more outgoing HTLC may carry now
     receivable_msat: int
+
+
+@dataclass(frozen=True, slots=True)
+class OfferedHtlcReport:
+    """What the channels know of the HTLCs offered for one payment hash. Nothing at all (no flight,
+    no outcome) means no HTLC for it was ever durably offered, so the peer never received one."""
+
+    in_flight: bool  # an HTLC for the hash is still offered, unresolved, off chain or on chain
+    fulfilled: HtlcFulfilled | None = None  # the peer revealed the preimage (on any channel)
+    failed: HtlcFailed | None = None  # an HTLC for the hash failed, irrevocably
 
 
 class HtlcListener(Protocol):
@@ -78,3 +93,5 @@ class ChannelOperations(Protocol):
     ) -> None: ...
 
     def add_htlc_listener(self, listener: HtlcListener) -> None: ...
+
+    def offered_htlcs(self, payment_hash: bytes) -> OfferedHtlcReport: ...

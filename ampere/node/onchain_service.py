@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ampere.bitcoin.tx import OutPoint, Transaction
 from ampere.chain.errors import ChainError
 from ampere.chain.interface import BlockInfo
-from ampere.channel.twoway import ForceClose, HtlcFulfilled, OnchainResolved, Phase
+from ampere.channel.twoway import ForceClose, HtlcFailed, HtlcFulfilled, OnchainResolved, Phase
 from ampere.channel.twoway.actions import ChannelClosed, CloseType
 from ampere.channel.twoway.common import Context, signed_local_commitment
 from ampere.channel.twoway.state import RemovalKind
@@ -357,6 +357,23 @@ class OnchainResolutionService:
                     await listener.htlc_failed(record.channel_id, outcome)
                 except Exception:
                     log.exception("HTLC listener failed on an on-chain timeout")
+
+    def offered_htlcs(self, payment_hash: bytes) -> tuple[bool, HtlcFulfilled | None, HtlcFailed | None]:
+        """(in flight, fulfilled, failed) for our offered HTLCs of `payment_hash` in closed channels:
+        in flight until the chain gave the preimage or the timeout is reported."""
+        in_flight, fulfilled, failed = False, None, None
+        for record in self._records.values():
+            for htlc in record.offered:
+                if htlc.payment_hash != payment_hash:
+                    continue
+                preimage = record.resolver.preimages.get(payment_hash)
+                if preimage is not None:
+                    fulfilled = HtlcFulfilled(htlc.htlc_id, payment_hash, preimage)
+                elif htlc.htlc_id in record.failures_reported:
+                    failed = onchain_timeout(htlc.htlc_id, payment_hash)
+                else:
+                    in_flight = True
+        return in_flight, fulfilled, failed
 
     async def replay_outcomes(self, listener: HtlcListener) -> None:
         """What the chain decided for our offered HTLCs, for a listener that started after the replay."""

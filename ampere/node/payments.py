@@ -43,6 +43,8 @@ from ampere.node.payment_errors import (
 )
 from ampere.node.payment_onion_port import ExpectedInvoice, FailMalformed, FailWithReason, OnionPort
 from ampere.node.payment_writer import RecordWriter
+from ampere.store.errors import InvalidTransitionError
+from ampere.store.htlc_outcomes import HtlcOutcomeRepository
 from ampere.store.payments import (
     InvoiceRecord,
     InvoiceRepository,
@@ -60,6 +62,7 @@ log = logging.getLogger(__name__)
 #: travels does not make the payee refuse it.
 CLTV_MARGIN = 3
 PAY_TIMEOUT = 60.0
+NEVER_OFFERED_REASON = "the node stopped before the payment's HTLC was offered to the peer"
 MAX_LABEL_LENGTH = 256
 MAX_EXPIRY = (1 << 32) - 1
 
@@ -121,6 +124,41 @@ class PaymentService:
             pending,
         )
         self._channels.add_htlc_listener(self)
+        await self._reconcile()
+
+    async def _reconcile(self) -> None:
+        """After a restart, settle each pending payment from what the channels know of its HTLC.
+
+        The node may have stopped after recording a payment as pending and before its HTLC was durably
+        offered (then the peer never saw it and it failed), or after the HTLC's outcome was stored with
+        the channel and before the payment's own record was (the outcome log has it then). Outcomes of
+        payments already final are left over from such a crash, or repeats: forget them.
+        """
+        outcomes = HtlcOutcomeRepository(self.node.store)
+        stale = [
+            payment_hash
+            for payment_hash in outcomes.payment_hashes()
+            if self._payments.get(payment_hash) is None
+            or self._payments[payment_hash].status is not PaymentStatus.PENDING
+        ]
+        if stale:
+            await self.writer.submit(lambda: [outcomes.forget(payment_hash) for payment_hash in stale])
+        for record in list(self._payments.values()):
+            if record.status is not PaymentStatus.PENDING:
+                continue
+            report = self.channels.offered_htlcs(record.payment_hash)
+            try:
+                if report.fulfilled is not None:
+                    await self._finish_complete(record.payment_hash, report.fulfilled.payment_preimage)
+                elif report.in_flight:
+                    continue  # the channel (or the chain) will tell
+                elif report.failed is not None:
+                    await self._finish_failed(record.payment_hash, self._failure_text(report.failed))
+                else:
+                    log.info("payment %s: its HTLC was never offered; failed", record.payment_hash.hex())
+                    await self._finish_failed(record.payment_hash, NEVER_OFFERED_REASON)
+            except InvalidTransitionError as exc:  # completed meanwhile by a replayed outcome
+                log.info("payment %s: %s", record.payment_hash.hex(), exc)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -313,21 +351,28 @@ class PaymentService:
         else:  # a failed payment tried again
             await self.writer.submit(lambda: repo.update(pending))
 
+    # The outcome log's entries go in the transaction that makes the payment final (see htlc_outcomes).
     async def _finish_complete(self, payment_hash: bytes, preimage: bytes) -> None:
-        repo = PaymentRepository(self.node.store)
+        repo, outcomes = PaymentRepository(self.node.store), HtlcOutcomeRepository(self.node.store)
         now = self._now()
-        done: PaymentRecord = await self.writer.submit(
-            lambda: repo.mark_complete(payment_hash, preimage=preimage, fee_msat=0, completed_at=now)
-        )
-        self._settled(done)
+
+        def write() -> PaymentRecord:
+            done = repo.mark_complete(payment_hash, preimage=preimage, fee_msat=0, completed_at=now)
+            outcomes.forget(payment_hash)
+            return done
+
+        self._settled(await self.writer.submit(write))
 
     async def _finish_failed(self, payment_hash: bytes, reason: str) -> None:
-        repo = PaymentRepository(self.node.store)
+        repo, outcomes = PaymentRepository(self.node.store), HtlcOutcomeRepository(self.node.store)
         now = self._now()
-        failed: PaymentRecord = await self.writer.submit(
-            lambda: repo.mark_failed(payment_hash, reason=reason, failed_at=now)
-        )
-        self._settled(failed)
+
+        def write() -> PaymentRecord:
+            failed = repo.mark_failed(payment_hash, reason=reason, failed_at=now)
+            outcomes.forget(payment_hash)
+            return failed
+
+        self._settled(await self.writer.submit(write))
 
     def _settled(self, record: PaymentRecord) -> None:
         self._payments[record.payment_hash] = record

@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ampere.bitcoin.network import Network
-from ampere.channel.twoway.actions import HtlcFulfilled
+from ampere.channel.twoway.actions import HtlcFailed, HtlcFulfilled
 from ampere.invoice import new_invoice
 from ampere.node.payment_errors import (
     AlreadyPaidError,
@@ -34,8 +34,15 @@ from ampere.node.payment_errors import (
     PaymentInProgressError,
     SelfPaymentError,
 )
-from ampere.node.payments import PaymentService
-from ampere.store.payments import InvoiceRepository, InvoiceStatus, PaymentRepository, PaymentStatus
+from ampere.node.payments import NEVER_OFFERED_REASON, PaymentService
+from ampere.store.htlc_outcomes import HtlcOutcomeRepository
+from ampere.store.payments import (
+    InvoiceRepository,
+    InvoiceStatus,
+    PaymentRecord,
+    PaymentRepository,
+    PaymentStatus,
+)
 
 from .helpers import async_test
 from .test_payment_service_doubles import LoopbackChannel, LoopbackEnd, PlainOnion, stand_in_node
@@ -350,3 +357,52 @@ async def test_invoice_is_durably_paid_before_the_preimage_leaves(tmp_path: Path
         await asyncio.gather(*(alice.service.pay(inv.bolt11) for inv in invoices))
         await settle(channel, alice, bob)
         assert seen == [InvoiceStatus.PAID] * 20
+
+
+def _stored_pending(party: Party, payment_hash: bytes, amount_msat: int = 9_000) -> None:
+    """A pending record as `pay` leaves it when the node dies before the channel took the HTLC."""
+    record = PaymentRecord(payment_hash, amount_msat, created_at=int(party.clock.now))
+    PaymentRepository(party.node.store).add(record)
+
+
+@async_test
+async def test_restart_fails_a_payment_whose_htlc_was_never_offered(tmp_path: Path) -> None:
+    async with two_parties(tmp_path) as (alice, _bob, channel):
+        payment_hash = secrets.token_bytes(32)
+        _stored_pending(alice, payment_hash)
+        await alice.restart()
+        failed = alice.service.payment(payment_hash)
+        assert failed is not None and failed.status is PaymentStatus.FAILED
+        assert failed.failure == NEVER_OFFERED_REASON
+        assert channel.conserved() and alice.end.side.balance_msat == ALICE_MSAT
+
+
+@async_test
+async def test_restart_settles_pending_payments_from_the_outcome_log(tmp_path: Path) -> None:
+    async with two_parties(tmp_path) as (alice, bob, channel):
+        paid = await bob.service.create_invoice(12_000)
+        refused_hash = secrets.token_bytes(32)
+        for payment_hash in (paid.payment_hash, refused_hash):
+            _stored_pending(alice, payment_hash)
+        fulfilled = HtlcFulfilled(4, paid.payment_hash, paid.payment_preimage)
+        failed = HtlcFailed(5, refused_hash, b"\x00" * 64)
+        alice.end.logged = {paid.payment_hash: fulfilled, refused_hash: failed}
+        log = HtlcOutcomeRepository(alice.node.store)
+        log.record(channel.channel_id, fulfilled)
+        log.record(channel.channel_id, failed)
+        old_preimage = b"old".ljust(32, b"\x00")
+        stale = HtlcFulfilled(1, hashlib.sha256(old_preimage).digest(), old_preimage)
+        log.record(channel.channel_id, stale)  # an outcome of no pending payment: forgotten too
+        await alice.restart()
+        await settle(channel, alice, bob)
+        done = alice.service.payment(paid.payment_hash)
+        assert done is not None and done.status is PaymentStatus.COMPLETE
+        assert done.payment_preimage == paid.payment_preimage
+        refused = alice.service.payment(refused_hash)
+        assert refused is not None and refused.status is PaymentStatus.FAILED
+        assert refused.failure is not None and "restart" in refused.failure
+        assert log.payment_hashes() == []
+        # Durable: a second restart finds the same final records.
+        await alice.restart()
+        assert alice.service.payment(paid.payment_hash) == done
+        assert alice.service.payment(refused_hash) == refused

@@ -20,7 +20,13 @@ from ampere.bitcoin.bip32 import ExtendedPrivateKey
 from ampere.bitcoin.keys import PrivateKey
 from ampere.bitcoin.network import Network
 from ampere.channel.twoway.actions import HtlcFailed, HtlcFulfilled, HtlcReceived
-from ampere.node.htlc_interface import ChannelUnavailableError, HtlcListener, HtlcRefusedError, UsableChannel
+from ampere.node.htlc_interface import (
+    ChannelUnavailableError,
+    HtlcListener,
+    HtlcRefusedError,
+    OfferedHtlcReport,
+    UsableChannel,
+)
 from ampere.node.keys import NodeKeys
 from ampere.node.payment_onion_port import (
     BuiltOnion,
@@ -170,6 +176,8 @@ class LoopbackEnd:
         self.channel = channel
         self.node_id = node_id
         self.refuse: str | None = None
+        #: Outcomes the channel layer would have in its outcome log (tests of a restart set them).
+        self.logged: dict[bytes, HtlcFulfilled | HtlcFailed] = {}
 
     @property
     def side(self) -> Side:
@@ -237,6 +245,15 @@ class LoopbackEnd:
 
     def add_htlc_listener(self, listener: HtlcListener) -> None:
         self.side.listeners.append(listener)
+
+    def offered_htlcs(self, payment_hash: bytes) -> OfferedHtlcReport:
+        in_flight = any(h.payment_hash == payment_hash for h in self.side.offered.values())
+        logged = self.logged.get(payment_hash)
+        return OfferedHtlcReport(
+            in_flight,
+            logged if isinstance(logged, HtlcFulfilled) else None,
+            logged if isinstance(logged, HtlcFailed) else None,
+        )
 
 
 def stand_in_node(name: str, path: Any, height: int = 200) -> Any:
