@@ -65,13 +65,21 @@ def onchain_timeout(htlc_id: int, payment_hash: bytes) -> HtlcFailed:
 
 
 def timed_out_htlcs(record: ResolutionRecord) -> list[HtlcFailed]:
-    """Our offered HTLCs whose timeout claim is deep enough to fail them upstream, not reported yet."""
+    """Our offered HTLCs that are failed for good, not reported yet: those whose timeout claim is deep
+    enough, and those the closing transaction has no output for (trimmed as dust, or not in that
+    commitment at all) once it is as deep, since nobody can claim them any more."""
     resolver = record.resolver
     deep = resolver.tip - ANTI_REORG_DEPTH + 1
+    closing_deep = (
+        resolver.closing_height is not None and resolver.closing_height <= deep and not resolver.revoked_local
+    )
+    with_output = {out.payment_hash for out in resolver.outputs if out.parent is None and out.payment_hash}
     hashes = {
         out.payment_hash
         for out in resolver.outputs
-        if out.path is OutputPath.HTLC_TIMEOUT
+        # Taken back after the timeout, or with the revocation key from a cheater's commitment.
+        if out.path in (OutputPath.HTLC_TIMEOUT, OutputPath.JUSTICE)
+        and out.payment_hash
         and out.parent is None
         and out.status is OutputStatus.SWEPT
         and out.by_us
@@ -81,5 +89,7 @@ def timed_out_htlcs(record: ResolutionRecord) -> list[HtlcFailed]:
     return [
         onchain_timeout(htlc.htlc_id, htlc.payment_hash)
         for htlc in record.offered
-        if htlc.payment_hash in hashes and htlc.htlc_id not in record.failures_reported
+        if htlc.htlc_id not in record.failures_reported
+        and htlc.payment_hash not in resolver.preimages
+        and (htlc.payment_hash in hashes or (closing_deep and htlc.payment_hash not in with_output))
     ]

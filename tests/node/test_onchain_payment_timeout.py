@@ -61,3 +61,43 @@ async def test_a_payment_timed_out_on_chain_fails_with_a_clear_reason(tmp_path: 
         )
         assert failed.failure is not None and "timed out on chain" in failed.failure, failed.failure
         assert failed.payment_preimage is None
+
+
+@async_test
+async def test_a_dust_htlc_of_a_force_closed_channel_fails_once_deep(tmp_path: Path) -> None:
+    async with pair(tmp_path, alice_payments=True) as (chain, alice, bob):
+        channel_id = await open_channel(alice, bob, CAPACITY_SAT, PUSH_MSAT)
+        payment_hash = hashlib.sha256(preimage(12)).digest()
+        bolt11, _ = new_invoice(
+            network=Network.REGTEST,
+            amount_msat=500_000,  # 500 sat: below the dust limit, so the commitment has no output for it
+            payment_hash=payment_hash,
+            payment_secret=hashlib.sha256(b"dust secret").digest(),
+            private_key=bob.keys.node_key,
+            timestamp=int(time.time()),
+        )
+        payments = alice.payments
+        assert payments is not None
+        paying = asyncio.ensure_future(payments.pay(bolt11))
+        await wait_until(lambda: bob.listener.received, "bob to hold the HTLC")
+        assert (await paying).status is PaymentStatus.PENDING
+
+        await bob.stop()
+        await alice.channels.onchain.force_close(channel_id.hex())
+        await mine(chain, 1, alice)
+        resolver = resolver_of(alice, channel_id)
+        assert resolver.closing_height is not None
+        assert all(o.payment_hash != payment_hash for o in resolver.outputs)
+        await mine(chain, 4, alice)
+        found = payments.payment(payment_hash)
+        assert found is not None and found.status is PaymentStatus.PENDING  # 5 deep: a reorg could undo it
+        await mine(chain, 1, alice)
+        failed = await wait_until(
+            lambda: (
+                (found := payments.payment(payment_hash)) is not None
+                and found.status is PaymentStatus.FAILED
+                and found
+            ),
+            "the dust payment to fail",
+        )
+        assert failed.failure is not None and "timed out on chain" in failed.failure, failed.failure
