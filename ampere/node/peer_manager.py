@@ -71,7 +71,8 @@ class PeerManagerConfig:
     max_connections_per_ip: int = 16
     reconnect_initial_delay: float = 1.0
     reconnect_max_delay: float = 300.0
-    #: A connection that lasted this long resets the reconnection backoff.
+    #: A connection that lasted this long, or longer than the delay waited before it, resets the
+    #: reconnection backoff; one that drops sooner (a flapping peer) lets the delay keep growing.
     reconnect_stable_after: float = 60.0
     #: Two connections between the same nodes in opposite directions this close together are a
     #: simultaneous dial, resolved by node id rather than by "newest wins".
@@ -115,10 +116,11 @@ class Backoff:
         self._initial, self._maximum, self._factor, self._jitter = initial, maximum, factor, jitter
         self._current = initial
         self.attempts = 0
+        self.last_delay = 0.0  # the delay (before jitter) that `next` returned last; 0 after a reset
 
     def next(self) -> float:
         """The delay before the next attempt; each call doubles the following one, up to the maximum."""
-        base = self._current
+        base = self.last_delay = self._current
         self._current = min(self._current * self._factor, self._maximum)
         self.attempts += 1
         return base * (1 + random.uniform(-self._jitter, self._jitter))
@@ -126,6 +128,13 @@ class Backoff:
     def reset(self) -> None:
         self._current = self._initial
         self.attempts = 0
+        self.last_delay = 0.0
+
+    def connection_lasted(self, uptime: float, stable_after: float) -> None:
+        """A connection made after this backoff's last delay ended after `uptime` seconds: start again
+        from the initial delay if it lasted `stable_after`, or longer than that delay."""
+        if uptime >= min(stable_after, self.last_delay):
+            self.reset()
 
 
 @dataclass(eq=False, slots=True)
@@ -493,8 +502,7 @@ class PeerManager:
             if slot.conn is conn:
                 slot.conn = None
                 uptime = 0.0 if conn.ready_at is None else time.monotonic() - conn.ready_at
-                if uptime >= self.config.reconnect_stable_after:
-                    slot.backoff.reset()
+                slot.backoff.connection_lasted(uptime, self.config.reconnect_stable_after)
                 if slot.persistent and not self.closing:
                     self._schedule_reconnect(slot)
                 else:

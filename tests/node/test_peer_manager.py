@@ -210,6 +210,20 @@ def test_backoff_doubles_up_to_max_and_resets() -> None:
         Backoff(0, 1)
 
 
+def test_backoff_resets_after_a_connection_that_outlived_its_delay() -> None:
+    backoff = Backoff(1.0, 300.0, jitter=0.0)
+    assert [backoff.next() for _ in range(3)] == [1.0, 2.0, 4.0]
+    backoff.connection_lasted(3.9, stable_after=60.0)  # dropped before the 4 s it waited: flapping
+    assert backoff.next() == 8.0
+    backoff.connection_lasted(8.0, stable_after=60.0)
+    assert backoff.next() == 1.0
+    for _ in range(8):
+        backoff.next()
+    assert backoff.last_delay == 256.0
+    backoff.connection_lasted(60.0, stable_after=60.0)  # long enough whatever the delay was
+    assert backoff.next() == 1.0
+
+
 @async_test
 async def test_connect_failures() -> None:
     async with running_manager() as (a, _), running_manager() as (b, port):
