@@ -462,7 +462,16 @@ class ChannelService:
 
     async def fulfill_htlc(self, channel_id: bytes, htlc_id: int, preimage: bytes) -> None:
         managed = self._settling(channel_id)
-        # Before the preimage leaves: the on-chain side must be able to claim with it after a crash.
+        if managed.state.phase in (Phase.NORMAL, Phase.SHUTDOWN):
+            # The preimage goes into the channel's state, stored (group-committed) before the
+            # update_fulfill_htlc leaves; a resolution on chain starts from that state and claims with it.
+            try:
+                await self._settle(managed, FulfillHtlc(htlc_id, preimage))
+                return
+            except HtlcRefusedError:
+                PreimageRepository(self.node.store).add(channel_id, preimage)
+                raise
+        # Closing or on chain: the resolution learns it from the preimage store, written before anything.
         PreimageRepository(self.node.store).add(channel_id, preimage)
         await self._settle(managed, FulfillHtlc(htlc_id, preimage))
 
