@@ -37,7 +37,14 @@ def test_the_whole_demo_runs_and_every_verdict_is_as_narrated() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "张三 (Alice)" in out and "李四 (Bob)" in out
-    chapters = ("A micropayment channel", "A two-way channel", "A force close", "A breach", "Anchor outputs")
+    chapters = (
+        "A micropayment channel",
+        "A two-way channel",
+        "The penalty",
+        "A force close",
+        "A breach",
+        "Anchor outputs",
+    )
     for chapter in chapters:
         assert chapter in out
     # Each rejection is shown with the kernel's reason, in bitcoind's words.
@@ -48,6 +55,8 @@ def test_the_whole_demo_runs_and_every_verdict_is_as_narrated() -> None:
     assert "edited commitment with Bob's old signature: mandatory-script-verify-flag-failed" in out
     assert "✔ accepted  Bob's penalty: Alice's to_local with the revocation key" in out
     assert "bad-txns-inputs-missingorspent" in out
+    assert "✔ accepted  Bob's node broadcasts: justice" in out
+    assert "Alice's wallet gained 0 sat from the channel: she lost all of it" in out
     assert "min relay fee not met" in out
     assert "✔ accepted  HTLC-success with Alice's fee input" in out
     assert "✘ rejected  the refund one block early" in out

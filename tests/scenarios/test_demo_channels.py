@@ -1,4 +1,4 @@
-"""The demo's channel chapters (micropayment, two-way), played in-process on a real embedded chain.
+"""The demo's channel chapters (micropayment, two-way, penalty), played in-process on a real embedded chain.
 
 Each test plays one chapter as `ampere demo` does and then checks what it left behind against the
 chain and the channel cores: the verdicts the context recorded, the transactions actually confirmed,
@@ -35,6 +35,7 @@ from ampere.cli.demo.micropayment import (
 )
 from ampere.cli.demo.narrator import Narrator
 from ampere.cli.demo.runner import FEERATE_PER_KW
+from ampere.cli.demo.penalty import play_penalty
 from ampere.cli.demo.twoway import FUNDING_SAT, PAYMENT_MSAT, PUSH_MSAT, btc, play_two_way
 
 BTC_MSAT = 100_000_000_000
@@ -59,6 +60,14 @@ def _confirmed_height(ctx: DemoContext, tx: Transaction) -> int:
     height = ctx.chain.tx_status(tx.txid).block_height
     assert height is not None, f"{tx.txid_hex} is not confirmed"
     return height
+
+
+def _block_transactions(ctx: DemoContext, height: int) -> list[Transaction]:
+    block_hash = ctx.chain.block_hash(height)
+    assert block_hash is not None
+    block = ctx.chain.get_block(block_hash)
+    assert block is not None
+    return list(block.transactions)
 
 
 def _touching(ctx: DemoContext, funding: Transaction, vout: int) -> list[Transaction]:
@@ -194,6 +203,41 @@ def test_two_way_chapter_moves_half_a_bitcoin_and_revokes_the_old_commitments(ct
     assert "will not sign her revoked commitment #1" in out
 
 
+def test_penalty_chapter_gives_bob_the_whole_channel(ctx: DemoContext) -> None:
+    alice_before, bob_before = ctx.alice.balance_sat(ctx.chain), ctx.bob.balance_sat(ctx.chain)
+    outcome = play_penalty(ctx)
+    assert outcome is not None
+    out = _output(ctx)
+    assert "NOT AS EXPECTED" not in out and "DOES NOT HOLD" not in out, out
+    cheat = outcome.cheat
+    # The cheat is Alice's commitment #0 (BOLT 3's obscured number is 0 for the first commitment) ...
+    [funding_input] = cheat.inputs
+    breach_height = _confirmed_height(ctx, cheat)
+    # ... and everything that spends it on chain is Bob's node's, paying Bob's wallet only.
+    spends = [
+        tx
+        for height in range(breach_height, ctx.tip + 1)
+        for tx in _block_transactions(ctx, height)
+        if any(txin.prevout.txid == cheat.txid for txin in tx.inputs)
+    ]
+    assert spends and {tx.txid for tx in spends} == {tx.txid for tx in outcome.claims}
+    justice_heights = [_confirmed_height(ctx, tx) for tx in spends]
+    assert max(justice_heights) < breach_height + ctx.to_self_delay  # before Alice could sweep
+    spent = {txin.prevout for tx in spends for txin in tx.inputs}
+    unclaimed = [cheat.outpoint(v) for v in range(len(cheat.outputs)) if cheat.outpoint(v) not in spent]
+    assert all(cheat.outputs[o.vout].value == 330 for o in unclaimed)  # only the anchors are left
+    for tx in spends:
+        assert all(ctx.bob.wallet.owns(out.script_pubkey) for out in tx.outputs)
+        assert not any(ctx.alice.wallet.owns(out.script_pubkey) for out in tx.outputs)
+    bob_gained = ctx.bob.balance_sat(ctx.chain) - bob_before
+    assert FUNDING_SAT - 20_000 < bob_gained < FUNDING_SAT
+    # Alice's wallet: only the funding's change left it; nothing came back from the channel.
+    funding_tx = ctx.chain.get_transaction(funding_input.prevout.txid)
+    assert funding_tx is not None
+    assert ctx.alice.balance_sat(ctx.chain) - alice_before == -FUNDING_SAT - ctx.fee_of(funding_tx[0])
+    assert outcome.resolver.resolved
+
+
 def test_btc_amounts_are_printed_without_floats() -> None:
     assert btc(50_000_000_000) == "0.5 BTC"
     assert btc(150_000_000_000) == "1.5 BTC"
@@ -205,6 +249,7 @@ def test_channel_chapters_come_first_in_order() -> None:
     assert [chapter.name for chapter in CHAPTERS] == [
         "micropayment",
         "two-way",
+        "penalty",
         "force-close",
         "breach",
         "anchors",

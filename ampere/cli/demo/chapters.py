@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ampere.cli.demo import micropayment, rsmc, twoway
+from ampere.cli.demo import micropayment, penalty, rsmc, twoway
 from ampere.cli.demo.context import DemoContext
 
 
@@ -32,6 +32,11 @@ CHAPTERS: tuple[Chapter, ...] = (
         "two-way",
         "张三 (Alice) and 李四 (Bob) fund 1 BTC each; an HTLC of 0.5 BTC; old commitments revoked",
         twoway.two_way,
+    ),
+    Chapter(
+        "penalty",
+        "Alice broadcasts her revoked commitment; Bob's node (its BOLT 5 resolver) takes the whole 2 BTC",
+        penalty.penalty,
     ),
     Chapter(
         "force-close",

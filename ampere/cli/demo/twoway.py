@@ -95,6 +95,7 @@ class TwoWayNode:
 
     party: Party
     channel: Channel
+    signer_root: bytes  # the channel's key root: its on-chain signer derives the same keys
     outbox: list[bytes] = field(default_factory=list)
     broadcasts: list[Transaction] = field(default_factory=list)
     received: list[HtlcReceived] = field(default_factory=list)
@@ -239,19 +240,27 @@ def _short(data: bytes) -> str:
     return data.hex()[:16] + "…"
 
 
-def _node(ctx: DemoContext, party: Party, index: int) -> TwoWayNode:
+def make_node(
+    ctx: DemoContext, party: Party, index: int, *, keep_signed_commitments: bool = False
+) -> TwoWayNode:
+    """`party`'s side of a new channel; `keep_signed_commitments` is `ampere node --developer`."""
     # One signer root per channel, from the party's seed, as a node derives it from its BIP39 seed.
     root = sha256(b"two-way channel signer" + party.channel_secrets(index).funding)
+    config = ChannelConfig(
+        to_self_delay=ctx.to_self_delay,
+        minimum_depth=MINIMUM_DEPTH,
+        keep_signed_commitments=keep_signed_commitments,
+    )
     channel = Channel.new(
         InMemorySigner(root),
         chain_hash=CHAIN_HASH,
         local_features=FEATURES,
         remote_features=FEATURES,
         shutdown_script=party.wallet.new_script_pubkey(),
-        config=ChannelConfig(to_self_delay=ctx.to_self_delay, minimum_depth=MINIMUM_DEPTH),
+        config=config,
         feerate_estimate_per_kw=ctx.feerate_per_kw,
     )
-    return TwoWayNode(party, channel)
+    return TwoWayNode(party, channel, root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,13 +281,13 @@ def play_two_way(ctx: DemoContext) -> TwoWayOutcome | None:
     n = ctx.narrator
     n.chapter(f"A two-way channel: {ctx.alice.name} pays {ctx.bob.name} 0.5 BTC")
     index = ctx.channel_index()
-    alice, bob = _node(ctx, ctx.alice, index), _node(ctx, ctx.bob, index)
+    alice, bob = make_node(ctx, ctx.alice, index), make_node(ctx, ctx.bob, index)
     link = TwoWayLink(ctx, alice, bob)
-    if not _open(ctx, link):
+    if not open_channel(ctx, link):
         return None
     _show_balances(ctx, link, "before the payment")
     before = (alice.summary(), bob.summary())
-    _pay(ctx, link)
+    pay_half_a_bitcoin(ctx, link)
     n.scene("Balances and commitment numbers after the payment")
     _show_balances(ctx, link, "after the payment")
     after = (alice.summary(), bob.summary())
@@ -294,7 +303,8 @@ def play_two_way(ctx: DemoContext) -> TwoWayOutcome | None:
     return TwoWayOutcome(link, before, after)
 
 
-def _open(ctx: DemoContext, link: TwoWayLink) -> bool:
+def open_channel(ctx: DemoContext, link: TwoWayLink) -> bool:
+    """Alice opens the 2 BTC channel pushing 1 BTC to Bob; funded, mined and normal on both sides."""
     n = ctx.narrator
     alice, bob = link.alice, link.bob
     n.scene(f"{alice.name} and {bob.name} open a 2 BTC channel, 1 BTC each")
@@ -379,7 +389,8 @@ def _show_balances(ctx: DemoContext, link: TwoWayLink, when: str) -> None:
     )
 
 
-def _pay(ctx: DemoContext, link: TwoWayLink) -> None:
+def pay_half_a_bitcoin(ctx: DemoContext, link: TwoWayLink) -> None:
+    """Alice pays Bob 0.5 BTC with an HTLC: two rounds of the commitment dance."""
     n = ctx.narrator
     alice, bob = link.alice, link.bob
     preimage = sha256(b"ampere demo: the preimage of Bob's invoice for 0.5 BTC")
@@ -458,7 +469,7 @@ def _revoked(ctx: DemoContext, link: TwoWayLink) -> None:
     else:
         n.check(f"Alice's signer will not sign her revoked commitment #{old_number}", False)
     n.say("Were a revoked commitment broadcast anyway, the revealed secret lets the other side take all of")
-    n.say("it at once with the revocation key: the 'breach' chapter plays that on chain.")
+    n.say("it at once with the revocation key: the 'penalty' chapter plays that on chain.")
 
 
 def _current_commitments_are_valid(ctx: DemoContext, link: TwoWayLink) -> None:
