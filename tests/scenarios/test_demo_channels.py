@@ -34,8 +34,8 @@ from ampere.cli.demo.micropayment import (
     play_micropayment,
 )
 from ampere.cli.demo.narrator import Narrator
-from ampere.cli.demo.runner import FEERATE_PER_KW
 from ampere.cli.demo.penalty import play_penalty
+from ampere.cli.demo.runner import FEERATE_PER_KW
 from ampere.cli.demo.twoway import FUNDING_SAT, PAYMENT_MSAT, PUSH_MSAT, btc, play_two_way
 
 BTC_MSAT = 100_000_000_000
