@@ -31,6 +31,7 @@ from ampere.channel.transactions.commitment import (
 )
 from ampere.channel.transactions.fees import ANCHOR_OUTPUT_SAT, commitment_base_fee_sat
 from ampere.channel.transactions.keys import derive_commitment_keys
+from ampere.channel.twoway.fast_replace import fast_replace
 from ampere.channel.twoway.messages import (
     ChannelMessage,
     UpdateAddHtlc,
@@ -264,9 +265,9 @@ def _map_marks(ledger: Ledger, fn: _MarksFn) -> Ledger:
         if removal is not None:
             marks = fn(removal.marks, not entry.offered)
             if marks is not removal.marks:
-                removal = replace(removal, marks=marks)
+                removal = fast_replace(removal, marks=marks)
         if add is not entry.add or removal is not entry.removal:
-            entry = replace(entry, add=add, removal=removal)
+            entry = fast_replace(entry, add=add, removal=removal)
         htlcs.append(entry)
     fees = tuple(
         update
@@ -274,7 +275,7 @@ def _map_marks(ledger: Ledger, fn: _MarksFn) -> Ledger:
         else replace(update, marks=marks)
         for update in ledger.fee_updates
     )
-    return replace(ledger, htlcs=tuple(htlcs), fee_updates=fees)
+    return fast_replace(ledger, htlcs=tuple(htlcs), fee_updates=fees)
 
 
 def _all_marks(ledger: Ledger) -> Iterator[tuple[Marks, bool]]:

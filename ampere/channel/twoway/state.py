@@ -26,13 +26,14 @@ irrevocably committed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 
 from ampere.bitcoin.tx import OutPoint, Transaction
 from ampere.channel.transactions.fees import CommitmentFormat
 from ampere.channel.transactions.keys import ChannelBasepoints
 from ampere.channel.twoway.errors import ChannelError
+from ampere.channel.twoway.fast_replace import fast_replace
 from ampere.channel.twoway.messages import ClosingComplete, ClosingSigned, CommitmentSigned, RevokeAndAck
 from ampere.wire.features import Feature, Features
 
@@ -278,16 +279,21 @@ class Ledger:
         )
 
     def next_marks(self) -> tuple[Marks, Ledger]:
-        return Marks(self.next_seq), replace(self, next_seq=self.next_seq + 1)
+        return Marks(self.next_seq), fast_replace(self, next_seq=self.next_seq + 1)
 
     def find(self, offered: bool, htlc_id: int) -> HtlcEntry | None:
         for entry in self.htlcs:
-            if entry.offered == offered and entry.htlc_id == htlc_id:
+            if entry.htlc_id == htlc_id and entry.offered == offered:
                 return entry
         return None
 
     def replace_htlc(self, entry: HtlcEntry) -> Ledger:
-        return replace(self, htlcs=tuple(entry if e.key == entry.key else e for e in self.htlcs))
+        """The ledger with `entry` in place of the HTLC with its key (unchanged if there is none)."""
+        htlcs = self.htlcs
+        for index, old in enumerate(htlcs):
+            if old.htlc_id == entry.htlc_id and old.offered == entry.offered:
+                return fast_replace(self, htlcs=(*htlcs[:index], entry, *htlcs[index + 1 :]))
+        return self
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ contribution to each view, add its new one. The property tests check both paths 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ampere.channel.transactions.fees import (
     ANCHOR_OUTPUT_SAT,
@@ -24,6 +24,7 @@ from ampere.channel.transactions.fees import (
     htlc_success_fee_sat,
     htlc_timeout_fee_sat,
 )
+from ampere.channel.twoway.fast_replace import fast_replace
 from ampere.channel.twoway.ledger import View, included
 from ampere.channel.twoway.state import ChannelState, FeeUpdate, HtlcEntry, Ledger, RemovalKind
 
@@ -178,7 +179,7 @@ def _contribution(totals: ViewTotals, entry: HtlcEntry, ledger: Ledger) -> _Cont
 def _apply(totals: ViewTotals, delta: list[int]) -> ViewTotals:
     if not any(delta):
         return totals
-    return replace(
+    return fast_replace(
         totals,
         local_msat=totals.local_msat + delta[0],
         remote_msat=totals.remote_msat + delta[1],
@@ -284,4 +285,4 @@ def derive_totals(before: Ledger, after: Ledger, old: HtlcEntry | None, new: Htl
         added = _contribution(totals, new, after)
         removed = _NOTHING if old is None else _contribution(totals, old, before)
         views.append(_apply(totals, [a - r for a, r in zip(added, removed, strict=True)]))
-    return replace(after, totals_memo=_stamp(after, memo.params, tuple(views)))
+    return fast_replace(after, totals_memo=_stamp(after, memo.params, tuple(views)))

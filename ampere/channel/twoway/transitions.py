@@ -9,7 +9,6 @@ and no exception other than `ChannelError` escapes for any input.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from ampere.channel.twoway import close, reestablish, update
@@ -25,6 +24,7 @@ from ampere.channel.twoway.events import (
     FundingSpent,
     OnchainResolved,
 )
+from ampere.channel.twoway.fast_replace import fast_replace
 from ampere.channel.twoway.messages import (
     ChannelReestablish,
     ErrorMessage,
@@ -113,5 +113,5 @@ def step(state: ChannelState, event: Event, ctx: Context) -> Transition:
     new_state, actions = result.state, _outgoing(result.state, result.actions)
     if new_state == state:
         return Transition(state, actions)
-    new_state = replace(new_state, revision=state.revision + 1)
+    new_state = fast_replace(new_state, revision=state.revision + 1)
     return Transition(new_state, (PersistState(new_state.revision, new_state), *actions))

@@ -39,6 +39,7 @@ from ampere.channel.twoway.events import (
     SignCommitment,
     UpdateFeeCommand,
 )
+from ampere.channel.twoway.fast_replace import fast_replace
 from ampere.channel.twoway.ledger import (
     View,
     fee_update,
@@ -101,14 +102,14 @@ def add_command(state: ChannelState, cmd: AddHtlc, ctx: Context) -> Transition:
         onion=cmd.onion_routing_packet,
         add=marks,
     )
-    ledger = replace(ledger, htlcs=(*ledger.htlcs, entry), next_local_htlc_id=entry.htlc_id + 1)
+    ledger = fast_replace(ledger, htlcs=(*ledger.htlcs, entry), next_local_htlc_id=entry.htlc_id + 1)
     ledger = derive_totals(before, ledger, None, entry)
     check_outgoing_add(state, ledger, entry, ctx.config)
     message = UpdateAddHtlc(
         state.channel_id, entry.htlc_id, entry.amount_msat, entry.payment_hash, entry.cltv_expiry, entry.onion
     )
     return Transition(
-        replace(state, ledger=ledger),
+        fast_replace(state, ledger=ledger),
         (SendMessage(message), HtlcOffered(entry.htlc_id, entry.payment_hash, entry.amount_msat)),
     )
 
@@ -127,10 +128,10 @@ def add_received(state: ChannelState, msg: UpdateAddHtlc, ctx: Context) -> Trans
         onion=msg.onion_routing_packet,
         add=marks,
     )
-    ledger = replace(ledger, htlcs=(*ledger.htlcs, entry), next_remote_htlc_id=msg.id + 1)
+    ledger = fast_replace(ledger, htlcs=(*ledger.htlcs, entry), next_remote_htlc_id=msg.id + 1)
     ledger = derive_totals(before, ledger, None, entry)
     check_incoming_add(state, ledger, entry, ctx.config)
-    return Transition(replace(state, ledger=ledger))
+    return Transition(fast_replace(state, ledger=ledger))
 
 
 def add_after_shutdown(state: ChannelState, msg: UpdateAddHtlc, ctx: Context) -> Transition:
@@ -154,8 +155,8 @@ def _removable(state: ChannelState, htlc_id: int) -> tuple[Ledger, HtlcEntry]:
 
 
 def _remove(state: ChannelState, ledger: Ledger, entry: HtlcEntry, removal: Removal) -> ChannelState:
-    removed = replace(entry, removal=removal)
-    return replace(state, ledger=derive_totals(ledger, ledger.replace_htlc(removed), entry, removed))
+    removed = fast_replace(entry, removal=removal)
+    return fast_replace(state, ledger=derive_totals(ledger, ledger.replace_htlc(removed), entry, removed))
 
 
 def fulfill_command(state: ChannelState, cmd: FulfillHtlc, ctx: Context) -> Transition:
