@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from ampere.node.node import ChainConnection, Node
 from ampere.node.payment_onion_sphinx import SphinxOnion
 from ampere.node.payments import PaymentService
 from ampere.store import open_store
-from ampere.wire import Features
+from ampere.wire import Features, Message, UnknownMessage
 from tests.chain.helpers import SINK_SCRIPT
 
 from .helpers import fast_config
@@ -198,3 +199,45 @@ async def offer(sender: Member, channel_id: bytes, amount_msat: int, n: int, clt
     """An HTLC from `sender` for `preimage(n)`; the receiver fulfils it only if it was told the preimage."""
     payment_hash = hashlib.sha256(preimage(n)).digest()
     return await sender.channels.add_htlc(channel_id, amount_msat, payment_hash, cltv, ONION)
+
+
+class SentMessages:
+    """The messages named `names` a member's nodes send, in order, across restarts."""
+
+    def __init__(self, member: Member, names: frozenset[str]) -> None:
+        self.names = names
+        self.sent: list[Message | UnknownMessage] = []
+        member.before_start = self._watch
+
+    @property
+    def sent_names(self) -> list[str]:
+        return [message.name for message in self.sent]
+
+    def _watch(self, node: Node) -> None:
+        send = node.peers.send
+
+        async def recording(node_id: bytes, message: Message | UnknownMessage) -> None:
+            await send(node_id, message)
+            if message.name in self.names:
+                self.sent.append(message)
+
+        node.peers.send = recording  # type: ignore[method-assign]
+
+
+@asynccontextmanager
+async def unstarted_pair(
+    tmp_path: Path, features: Features | None = None
+) -> AsyncIterator[tuple[EmbeddedChain, Member, Member]]:
+    """Alice and Bob on a new chain, not started yet (a test attaches recorders first); `features`
+    replaces both nodes' init features."""
+    chain = EmbeddedChain(tmp_path / "chain")
+    alice = Member("alice", tmp_path, chain)
+    bob = Member("bob", tmp_path, chain)
+    if features is not None:
+        alice.features = bob.features = features
+    try:
+        yield chain, alice, bob
+    finally:
+        await alice.stop()
+        await bob.stop()
+        chain.close()

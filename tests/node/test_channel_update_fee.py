@@ -10,8 +10,6 @@ with another feerate. Payments keep working throughout; the funds in each channe
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from hypothesis import given
@@ -24,10 +22,18 @@ from ampere.channel.twoway.common import Context, local_commitment
 from ampere.channel.twoway.ledger import View, snapshot
 from ampere.channel.twoway.limits import check_feerate
 from ampere.node.channel_fees import CommitmentFeePolicy, latest_feerate
-from ampere.node.node import Node
-from ampere.wire import Message, UnknownMessage
+from ampere.wire import Message
 
-from .channel_helpers import Member, mine, offer, open_channel, preimage, wait_until
+from .channel_helpers import (
+    Member,
+    SentMessages,
+    mine,
+    offer,
+    open_channel,
+    preimage,
+    unstarted_pair,
+    wait_until,
+)
 from .helpers import async_test
 
 CAPACITY_SAT = 1_000_000
@@ -35,35 +41,15 @@ PUSH_MSAT = 400_000_000
 PAYMENT_MSAT = 5_000_000
 
 
-class SentFeeUpdates:
+class SentFeeUpdates(SentMessages):
     """Records the feerate of every `update_fee` a member's nodes send (across restarts)."""
 
     def __init__(self, member: Member) -> None:
-        self.feerates: list[int] = []
-        member.before_start = self._watch
+        super().__init__(member, frozenset({"update_fee"}))
 
-    def _watch(self, node: Node) -> None:
-        send = node.peers.send
-
-        async def recording(node_id: bytes, message: Message | UnknownMessage) -> None:
-            await send(node_id, message)
-            if isinstance(message, Message) and message.name == "update_fee":
-                self.feerates.append(message.get_int("feerate_per_kw"))
-
-        node.peers.send = recording  # type: ignore[method-assign]
-
-
-@asynccontextmanager
-async def pair(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedChain, Member, Member]]:
-    chain = EmbeddedChain(tmp_path / "chain")
-    alice = Member("alice", tmp_path, chain)
-    bob = Member("bob", tmp_path, chain)
-    try:
-        yield chain, alice, bob
-    finally:
-        await alice.stop()
-        await bob.stop()
-        chain.close()
+    @property
+    def feerates(self) -> list[int]:
+        return [m.get_int("feerate_per_kw") for m in self.sent if isinstance(m, Message)]
 
 
 def set_estimate(chain: EmbeddedChain, sat_per_kw: int) -> None:
@@ -183,7 +169,7 @@ def test_policy_updates_only_past_the_threshold() -> None:
 
 @async_test
 async def test_opener_follows_the_estimate_and_payments_continue(tmp_path: Path) -> None:
-    async with pair(tmp_path) as (chain, alice, bob):
+    async with unstarted_pair(tmp_path) as (chain, alice, bob):
         sent_by_alice, sent_by_bob = SentFeeUpdates(alice), SentFeeUpdates(bob)
         await alice.start()
         await bob.start()
@@ -230,7 +216,7 @@ async def test_opener_follows_the_estimate_and_payments_continue(tmp_path: Path)
 
 @async_test
 async def test_a_rise_while_the_opener_is_down_is_proposed_once_after_its_restart(tmp_path: Path) -> None:
-    async with pair(tmp_path) as (chain, alice, bob):
+    async with unstarted_pair(tmp_path) as (chain, alice, bob):
         sent_by_alice, sent_by_bob = SentFeeUpdates(alice), SentFeeUpdates(bob)
         await alice.start()
         await bob.start()
@@ -261,7 +247,7 @@ async def test_a_rise_while_the_opener_is_down_is_proposed_once_after_its_restar
 
 @async_test
 async def test_a_restart_right_after_a_proposal_neither_loses_nor_changes_it(tmp_path: Path) -> None:
-    async with pair(tmp_path) as (chain, alice, bob):
+    async with unstarted_pair(tmp_path) as (chain, alice, bob):
         sent_by_alice, sent_by_bob = SentFeeUpdates(alice), SentFeeUpdates(bob)
         await alice.start()
         await bob.start()

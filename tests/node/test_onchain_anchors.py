@@ -24,7 +24,7 @@ from ampere.onchain import ChannelResolver, OutputPath, OutputStatus, TrackedOut
 from .channel_helpers import Member, followed, mine, offer, preimage, wait_until
 from .helpers import async_test
 from .test_onchain_justice_fees import mine_without_mempool
-from .test_onchain_service import CAPACITY_SAT, DELAY, PUSH_MSAT, pair, resolver_of
+from .test_onchain_service import CAPACITY_SAT, DELAY, PUSH_MSAT, bob_returns_and_claims, pair, resolver_of
 
 FEE_RISE = 5  # the fee estimate is multiplied by this once the commitment is signed
 MAX_FEE_SAT = 10_000  # what each of Alice's claims or funded transactions may pay, at most
@@ -151,23 +151,7 @@ async def test_anchor_unilateral_close_with_htlcs_cpfp_and_wallet_funded_second_
 
         # Bob comes back after his HTLC's expiry and takes his balance and his timed-out HTLC.
         assert chain.tip_height() > times_out_at_bob
-        await bob.start()
-        await followed(chain, bob)
-        await wait_until(
-            lambda: (
-                bob.channels.onchain.resolver(channel_id) is not None
-                and len([c for c in resolver_of(bob, channel_id).claims if c.confirmed_height is None]) == 2
-            ),
-            "bob's claims",
-        )
-        await mine(chain, 1, alice, bob)
-        theirs = resolver_of(bob, channel_id)
-        assert {o.path for o in theirs.outputs if o.by_us} == {OutputPath.TO_REMOTE, OutputPath.HTLC_TIMEOUT}
-        await mine(chain, 6, alice, bob)
-        await wait_until(
-            lambda: resolver_of(alice, channel_id).resolved and resolver_of(bob, channel_id).resolved,
-            "both resolvers to finish",
-        )
+        await bob_returns_and_claims(chain, alice, bob, channel_id)
 
         # Where the money went. Alice: to_local, her timed-out HTLC and the one she claimed, less the
         # fees of her sweeps, of the CPFP child and of her funded HTLC transactions (all paid by her wallet

@@ -63,6 +63,28 @@ async def pair(
         chain.close()
 
 
+async def bob_returns_and_claims(chain: EmbeddedChain, alice: Member, bob: Member, channel_id: bytes) -> None:
+    """Bob, offline while Alice force closed, starts again after his offered HTLC's expiry: the
+    blocks he missed are replayed, he claims his balance and his HTLC back, and both resolve."""
+    await bob.start()
+    await followed(chain, bob)
+    await wait_until(
+        lambda: (
+            bob.channels.onchain.resolver(channel_id) is not None
+            and len([c for c in resolver_of(bob, channel_id).claims if c.confirmed_height is None]) == 2
+        ),
+        "bob's claims",
+    )
+    await mine(chain, 1, alice, bob)
+    theirs = resolver_of(bob, channel_id)
+    assert {o.path for o in theirs.outputs if o.by_us} == {OutputPath.TO_REMOTE, OutputPath.HTLC_TIMEOUT}
+    await mine(chain, 6, alice, bob)
+    await wait_until(
+        lambda: resolver_of(alice, channel_id).resolved and resolver_of(bob, channel_id).resolved,
+        "both resolvers to finish",
+    )
+
+
 def resolver_of(member: Member, channel_id: bytes) -> ChannelResolver:
     resolver = member.channels.onchain.resolver(channel_id)
     assert resolver is not None, f"{member.name} has no resolver for the channel"
@@ -256,23 +278,7 @@ async def test_unilateral_close_with_htlcs_both_ways_and_the_peer_offline(tmp_pa
         # Bob comes back after his HTLC's expiry: the blocks he missed are replayed, he takes his
         # balance and his timed-out HTLC.
         assert chain.tip_height() > times_out_at_bob
-        await bob.start()
-        await followed(chain, bob)
-        await wait_until(
-            lambda: (
-                bob.channels.onchain.resolver(channel_id) is not None
-                and len([o for o in resolver_of(bob, channel_id).claims if o.confirmed_height is None]) == 2
-            ),
-            "bob's claims",
-        )
-        await mine(chain, 1, alice, bob)
-        theirs = resolver_of(bob, channel_id)
-        assert {o.path for o in theirs.outputs if o.by_us} == {OutputPath.TO_REMOTE, OutputPath.HTLC_TIMEOUT}
-        await mine(chain, 6, alice, bob)
-        await wait_until(
-            lambda: resolver_of(alice, channel_id).resolved and resolver_of(bob, channel_id).resolved,
-            "both resolvers to finish",
-        )
+        await bob_returns_and_claims(chain, alice, bob, channel_id)
 
         # Where the money went: Alice has to_local, her timed-out HTLC and the one she claimed; Bob
         # his balance and his timed-out HTLC; the rest went to fees.

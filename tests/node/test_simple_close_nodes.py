@@ -10,55 +10,24 @@ both channels end closed. A side with nothing to close with proposes nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from ampere.bitcoin.tx import Transaction
 from ampere.chain.embedded import EmbeddedChain
 from ampere.channel.twoway.state import Phase
-from ampere.node.node import Node
 from ampere.node.peer_protocol import DEFAULT_FEATURES
-from ampere.wire import Message, UnknownMessage
 from ampere.wire.features import Feature
 
-from .channel_helpers import Member, mine, open_channel, wait_until
+from .channel_helpers import Member, SentMessages, mine, open_channel, unstarted_pair, wait_until
 from .helpers import async_test
 
 SIMPLE_CLOSE_FEATURES = DEFAULT_FEATURES.with_feature(Feature.SIMPLE_CLOSE, required=False)
 CLOSING_MESSAGES = frozenset({"shutdown", "closing_signed", "closing_complete", "closing_sig"})
 
 
-class ClosingMessages:
+def closing_messages(member: Member) -> SentMessages:
     """The closing messages a member's node sends, by name, in order."""
-
-    def __init__(self, member: Member) -> None:
-        self.names: list[str] = []
-        member.before_start = self._watch
-
-    def _watch(self, node: Node) -> None:
-        send = node.peers.send
-
-        async def recording(node_id: bytes, message: Message | UnknownMessage) -> None:
-            await send(node_id, message)
-            if message.name in CLOSING_MESSAGES:
-                self.names.append(message.name)
-
-        node.peers.send = recording  # type: ignore[method-assign]
-
-
-@asynccontextmanager
-async def simple_closing_pair(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedChain, Member, Member]]:
-    chain = EmbeddedChain(tmp_path / "chain")
-    alice = Member("alice", tmp_path, chain)
-    bob = Member("bob", tmp_path, chain)
-    alice.features = bob.features = SIMPLE_CLOSE_FEATURES
-    try:
-        yield chain, alice, bob
-    finally:
-        await alice.stop()
-        await bob.stop()
-        chain.close()
+    return SentMessages(member, CLOSING_MESSAGES)
 
 
 def balances_sat(member: Member, channel_id: bytes) -> tuple[int, int]:
@@ -95,8 +64,8 @@ def received(member: Member, tx: Transaction) -> list[int]:
 async def test_both_propose_and_the_confirmed_close_pays_each_balance_less_the_closers_fee(
     tmp_path: Path,
 ) -> None:
-    async with simple_closing_pair(tmp_path) as (chain, alice, bob):
-        sent_by_alice, sent_by_bob = ClosingMessages(alice), ClosingMessages(bob)
+    async with unstarted_pair(tmp_path, SIMPLE_CLOSE_FEATURES) as (chain, alice, bob):
+        sent_by_alice, sent_by_bob = closing_messages(alice), closing_messages(bob)
         await alice.start()
         await bob.start()
         capacity = 300_000
@@ -113,7 +82,7 @@ async def test_both_propose_and_the_confirmed_close_pays_each_balance_less_the_c
             lambda: funding_spends(chain, alice, channel_id), "a closing transaction in the mempool"
         )
         await wait_until(
-            lambda: all("closing_sig" in m.names for m in (sent_by_alice, sent_by_bob)),
+            lambda: all("closing_sig" in m.sent_names for m in (sent_by_alice, sent_by_bob)),
             "each side to sign the other's proposal",
         )
         [tx] = funding_spends(chain, alice, channel_id)  # the two proposals conflict: the chain keeps one
@@ -127,8 +96,9 @@ async def test_both_propose_and_the_confirmed_close_pays_each_balance_less_the_c
         assert abs(fee - feerate * tx.weight // 1000) <= 2
         assert outputs in (sorted([alice_sat - fee, bob_sat]), sorted([alice_sat, bob_sat - fee]))
         for messages in (sent_by_alice, sent_by_bob):
-            assert messages.names.count("closing_complete") == 1 and messages.names.count("closing_sig") == 1
-            assert "closing_signed" not in messages.names
+            names = messages.sent_names
+            assert names.count("closing_complete") == 1 and names.count("closing_sig") == 1
+            assert "closing_signed" not in names
 
         await both_closed(chain, alice, bob, channel_id)
         alice_gets, bob_gets = received(alice, tx), received(bob, tx)
@@ -140,8 +110,8 @@ async def test_both_propose_and_the_confirmed_close_pays_each_balance_less_the_c
 
 @async_test
 async def test_a_side_with_nothing_proposes_nothing_and_gets_no_output(tmp_path: Path) -> None:
-    async with simple_closing_pair(tmp_path) as (chain, alice, bob):
-        sent_by_alice, sent_by_bob = ClosingMessages(alice), ClosingMessages(bob)
+    async with unstarted_pair(tmp_path, SIMPLE_CLOSE_FEATURES) as (chain, alice, bob):
+        sent_by_alice, sent_by_bob = closing_messages(alice), closing_messages(bob)
         await alice.start()
         await bob.start()
         capacity = 200_000
@@ -159,8 +129,8 @@ async def test_a_side_with_nothing_proposes_nothing_and_gets_no_output(tmp_path:
         assert 0 < fee < 1_000
         await alice.channels.drain()
         await bob.channels.drain()
-        assert sent_by_alice.names == ["shutdown", "closing_complete"]
-        assert sent_by_bob.names == ["shutdown", "closing_sig"]
+        assert sent_by_alice.sent_names == ["shutdown", "closing_complete"]
+        assert sent_by_bob.sent_names == ["shutdown", "closing_sig"]
 
         await both_closed(chain, alice, bob, channel_id)
         assert received(alice, tx) == [capacity - fee] and received(bob, tx) == []

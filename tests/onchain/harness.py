@@ -30,7 +30,7 @@ from ampere.channel.twoway import (
 from ampere.channel.twoway.actions import CommitmentRevoked
 from ampere.channel.twoway.common import Context, signed_local_commitment
 from ampere.channel.twoway.state import ChannelState, Phase
-from ampere.onchain.classify import Classification, classify
+from ampere.onchain.classify import Classification, RevokedCommitment, classify
 from ampere.onchain.events import (
     BlockConnected,
     BlockDisconnected,
@@ -253,3 +253,18 @@ def confirmed_height(chain: EmbeddedChain, txid: bytes) -> int | None:
 def value_at(chain: EmbeddedChain, script: bytes) -> int:
     """Confirmed, unspent value paid to `script`."""
     return sum(utxo.output.value for utxo in chain.utxos_for_script(script) if utxo.height is not None)
+
+
+def punish(chain: EmbeddedChain, pair: Pair, alice_state: bytes) -> tuple[Shell, Transaction, int]:
+    """Alice broadcasts her commitment of the old persisted `alice_state` (revoked), it is mined, and
+    Bob's resolver starts on it with his revocation log and handles that block. Returns his shell, the
+    cheat and its height."""
+    cheat = old_commitment(pair.alice, alice_state)
+    chain.submit(cheat)
+    chain.generate(1, SINK_SCRIPT)
+    height = chain.tip_height()
+    classification = classify_for(pair.bob, cheat, revocation_log(pair.bob))
+    assert isinstance(classification, RevokedCommitment)
+    shell = Shell.start(chain, pair.bob, pair.bob.state, cheat, classification)
+    shell.block(height)
+    return shell, cheat, height

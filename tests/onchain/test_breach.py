@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from ampere.bitcoin.tx import OutPoint
 from ampere.chain.embedded import EmbeddedChain
 from ampere.channel.transactions.commitment import OutputKind
@@ -41,12 +36,6 @@ from .harness import (
 )
 
 BTC = 100_000_000
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[EmbeddedChain]:
-    with EmbeddedChain(tmp_path / "chain") as opened:
-        yield opened
 
 
 def test_rsmc_breach_is_punished_within_the_delay(chain: EmbeddedChain) -> None:

@@ -3,9 +3,6 @@ zero-fee HTLC transactions funded by the wallet, and CPFP through our anchor."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,7 +18,7 @@ from ampere.onchain.claims import (
     build_claim_tx,
     claim_weight,
 )
-from ampere.onchain.classify import LocalCommitment, RevokedCommitment
+from ampere.onchain.classify import LocalCommitment
 from ampere.onchain.errors import ClaimBuildError
 from ampere.onchain.events import BlockConnected
 from ampere.onchain.justice import (
@@ -39,20 +36,13 @@ from .harness import (
     Chain,
     Shell,
     classify_for,
-    old_commitment,
     open_on_chain,
-    revocation_log,
+    punish,
     wallet_script,
 )
 
 BTC = 100_000_000
 WALLET_KEY = PrivateKey.from_int(0xFEE5)
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[EmbeddedChain]:
-    with EmbeddedChain(tmp_path / "chain") as opened:
-        yield opened
 
 
 # --- pure rules -----------------------------------------------------------------------------------
@@ -113,14 +103,7 @@ def test_unconfirmed_justice_is_replaced_with_rising_fees(chain: EmbeddedChain) 
     pair.pay(pair.alice, BTC // 2 * 1000)
     pair.pay(pair.bob, 2_000_000 * 1000)
     pair.flush(fulfill=False)
-    cheat = old_commitment(pair.alice, first)
-    chain.submit(cheat)
-    chain.generate(1, SINK_SCRIPT)
-    height = chain.tip_height()
-    classification = classify_for(pair.bob, cheat, revocation_log(pair.bob))
-    assert isinstance(classification, RevokedCommitment)
-    shell = Shell.start(chain, pair.bob, pair.bob.state, cheat, classification)
-    shell.block(height)
+    shell, cheat, height = punish(chain, pair, first)
     first_justice = next(tx for label, tx in shell.broadcasts if label == "justice")
     assert first_justice.weight <= claim_weight(
         [o.claim for o in shell.resolver.outputs if o.path is OutputPath.JUSTICE and o.claim],

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from ampere.bitcoin.tx import Transaction
@@ -22,12 +19,6 @@ from tests.scenarios.onchain import rejected, tally
 from .harness import DELAY, FEERATE, Chain, Shell, classify_for, open_on_chain, value_at, wallet_script
 
 FUNDING_SAT = 1_000_000
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[EmbeddedChain]:
-    with EmbeddedChain(tmp_path / "chain") as opened:
-        yield opened
 
 
 def _premature(shell: Shell, out: TrackedOutput) -> Transaction:

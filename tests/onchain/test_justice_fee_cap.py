@@ -4,25 +4,12 @@ kept, never forgotten, so the mempool always holds one and nothing is refused.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from ampere.chain.embedded import EmbeddedChain
 from ampere.channel.transactions.closing import dust_threshold_sat
-from ampere.onchain.classify import RevokedCommitment
 from ampere.onchain.events import BlockConnected
 from ampere.onchain.outputs import OutputPath, OutputStatus
-from tests.chain.helpers import SINK_SCRIPT
 
-from .harness import DELAY, Chain, Shell, classify_for, old_commitment, open_on_chain, revocation_log
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[EmbeddedChain]:
-    with EmbeddedChain(tmp_path / "chain") as opened:
-        yield opened
+from .harness import DELAY, Chain, open_on_chain, punish
 
 
 def test_justice_fee_is_capped_by_what_it_claims_and_never_dropped(chain: EmbeddedChain) -> None:
@@ -32,14 +19,7 @@ def test_justice_fee_is_capped_by_what_it_claims_and_never_dropped(chain: Embedd
     assert first is not None
     pair.pay(pair.alice, 5_000_000)
     pair.flush()
-    cheat = old_commitment(pair.alice, first)
-    chain.submit(cheat)
-    chain.generate(1, SINK_SCRIPT)
-    height = chain.tip_height()
-    classification = classify_for(pair.bob, cheat, revocation_log(pair.bob))
-    assert isinstance(classification, RevokedCommitment)
-    shell = Shell.start(chain, pair.bob, pair.bob.state, cheat, classification)
-    shell.block(height)
+    shell, _, height = punish(chain, pair, first)
     [to_local] = [o for o in shell.resolver.outputs if o.path is OutputPath.JUSTICE]
     dust = dust_threshold_sat(shell.resolver.destination)
 

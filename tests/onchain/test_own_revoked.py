@@ -7,9 +7,7 @@ never punishes, `to_local` comes back to us after `to_self_delay`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -37,12 +35,6 @@ from .harness import (
 )
 
 BTC = 100_000_000
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[EmbeddedChain]:
-    with EmbeddedChain(tmp_path / "chain") as opened:
-        yield opened
 
 
 @pytest.mark.parametrize("channel_type", list(ChannelType))

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from ampere.bitcoin.tx import Transaction
 from ampere.chain.embedded import EmbeddedChain
-from ampere.onchain.classify import RevokedCommitment
 from ampere.onchain.outputs import OutputStatus
 from tests.chain.helpers import SINK_SCRIPT
 
-from .harness import Chain, Shell, classify_for, old_commitment, open_on_chain, revocation_log
+from .harness import Chain, Shell, open_on_chain, punish
 
 BTC = 100_000_000
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[EmbeddedChain]:
-    with EmbeddedChain(tmp_path / "chain") as opened:
-        yield opened
 
 
 def _breach(chain: EmbeddedChain) -> tuple[Shell, Transaction, int]:
@@ -34,15 +22,7 @@ def _breach(chain: EmbeddedChain) -> tuple[Shell, Transaction, int]:
     pair.flush(fulfill=False)  # one HTLC pending each way
     pair.pay(pair.alice, 1_000_000 * 1000)
     pair.flush()
-    cheat = old_commitment(pair.alice, first)
-    chain.submit(cheat)
-    chain.generate(1, SINK_SCRIPT)
-    height = chain.tip_height()
-    classification = classify_for(pair.bob, cheat, revocation_log(pair.bob))
-    assert isinstance(classification, RevokedCommitment)
-    shell = Shell.start(chain, pair.bob, pair.bob.state, cheat, classification)
-    shell.block(height)
-    return shell, cheat, height
+    return punish(chain, pair, first)
 
 
 def _swept_by(shell: Shell) -> set[bytes | None]:

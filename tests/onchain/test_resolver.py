@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -32,12 +30,6 @@ from tests.chain.helpers import SINK_SCRIPT
 from tests.channel.twoway.harness import state_bytes
 
 from .harness import Chain, Shell, classify_for, old_commitment, open_on_chain, value_at, wallet_script
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[EmbeddedChain]:
-    with EmbeddedChain(tmp_path / "chain") as opened:
-        yield opened
 
 
 def _force_closed(chain: EmbeddedChain) -> tuple[Shell, Transaction]:
