@@ -207,7 +207,8 @@ class HtlcEntry:
     """One HTLC; `offered` is True when we offered it (outgoing). Ids are per direction.
 
     The onion of an outgoing HTLC is emptied once the peer has acknowledged the add: it is only
-    kept for retransmission."""
+    kept for retransmission. The onion of an incoming one is emptied once we remove it: it is only
+    kept until the HTLC is decided (and to tell the node of it again after a restart)."""
 
     offered: bool
     htlc_id: int

@@ -155,7 +155,9 @@ def _removable(state: ChannelState, htlc_id: int) -> tuple[Ledger, HtlcEntry]:
 
 
 def _remove(state: ChannelState, ledger: Ledger, entry: HtlcEntry, removal: Removal) -> ChannelState:
-    removed = fast_replace(entry, removal=removal)
+    # A removed HTLC's onion is never read again (an incoming one has been decided; an outgoing one's
+    # went with the acknowledged add): 1,366 bytes less in every state persisted until it is settled.
+    removed = fast_replace(entry, removal=removal, onion=b"")
     return fast_replace(state, ledger=derive_totals(ledger, ledger.replace_htlc(removed), entry, removed))
 
 
