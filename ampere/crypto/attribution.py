@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from ampere.crypto.sphinx import (
     HMAC_SIZE,
     SphinxError,
-    _hmac,
-    _xor,
     derive_key,
     forward_failure,
     generate_stream,
+    hmac_sha256,
+    xor_bytes,
 )
 
 MAX_HOPS = 20
@@ -120,12 +120,12 @@ def _own_hmacs(um_key: bytes, message: bytes, hold_times: bytes, hmacs: bytes) -
     for distance in range(MAX_HOPS - 1, -1, -1):
         downstream = b"".join(_get_hmac(hmacs, 1 + k, distance - 1 - k) for k in range(distance))
         covered = message + hold_times[: (distance + 1) * HOLD_TIME_SIZE] + downstream
-        own.append(_hmac(um_key, covered)[:TRUNCATED_HMAC_SIZE])
+        own.append(hmac_sha256(um_key, covered)[:TRUNCATED_HMAC_SIZE])
     return b"".join(own)
 
 
 def _obfuscate(shared_secret: bytes, attribution_data: bytes) -> bytes:
-    return _xor(
+    return xor_bytes(
         attribution_data, generate_stream(derive_key(b"ammagext", shared_secret), ATTRIBUTION_DATA_SIZE)
     )
 
@@ -175,7 +175,7 @@ def _peel_attribution(
         hmacs = data[HOLD_TIMES_SIZE:]
         downstream = b"".join(_get_hmac(hmacs, 1 + k, distance - 1 - k) for k in range(distance))
         covered = messages[index] + times[: (distance + 1) * HOLD_TIME_SIZE] + downstream
-        expected = _hmac(derive_key(b"um", secret), covered)[:TRUNCATED_HMAC_SIZE]
+        expected = hmac_sha256(derive_key(b"um", secret), covered)[:TRUNCATED_HMAC_SIZE]
         if not hmac.compare_digest(expected, _get_hmac(hmacs, 0, distance)):
             return Attribution(hold_times=tuple(hold_times), blamed_hop=index)
         (hold_time,) = struct.unpack(">I", times[:HOLD_TIME_SIZE])
@@ -211,7 +211,7 @@ def decode_attributed_failure(
         reason = forward_failure(secret, reason)
         messages.append(reason)
         body = reason[HMAC_SIZE:]
-        if hmac.compare_digest(_hmac(derive_key(b"um", secret), body), reason[:HMAC_SIZE]):
+        if hmac.compare_digest(hmac_sha256(derive_key(b"um", secret), body), reason[:HMAC_SIZE]):
             (length,) = struct.unpack(">H", body[:2])
             if 2 + length <= len(body):
                 erring_hop, failure_message = index, body[2 : 2 + length]

@@ -16,7 +16,7 @@ import coincurve
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from ampere.crypto.sphinx import _CURVE_ORDER, SphinxError, _blinding_factor, _ecdh, _hmac, derive_key
+from ampere.crypto.sphinx import CURVE_ORDER, SphinxError, blinding_factor, derive_key, ecdh, hmac_sha256
 
 _NONCE = bytes(12)
 
@@ -50,11 +50,11 @@ class UnblindedHop:
 
 
 def _blinding_tweak(shared_secret: bytes) -> bytes:
-    return _hmac(b"blinded_node_id", shared_secret)
+    return hmac_sha256(b"blinded_node_id", shared_secret)
 
 
 def _next_path_key(path_key: bytes, shared_secret: bytes) -> bytes:
-    factor = _blinding_factor(path_key, shared_secret)
+    factor = blinding_factor(path_key, shared_secret)
     return coincurve.PublicKey(path_key).multiply(factor).format()
 
 
@@ -90,14 +90,14 @@ def create_blinded_path(session_key: bytes, node_ids: Sequence[bytes], tlvs: Seq
     hops: list[BlindedHop] = []
     for node_id, data in zip(node_ids, tlvs, strict=True):
         try:
-            shared_secret = _ecdh(scalar.to_bytes(32, "big"), node_id)
+            shared_secret = ecdh(scalar.to_bytes(32, "big"), node_id)
         except ValueError as exc:
             raise BlindingError(f"invalid node id {node_id.hex()}") from exc
         hops.append(
             BlindedHop(blinded_node_id(node_id, shared_secret), encrypt_recipient_data(shared_secret, data))
         )
-        factor = _blinding_factor(path_key, shared_secret)
-        scalar = scalar * int.from_bytes(factor, "big") % _CURVE_ORDER
+        factor = blinding_factor(path_key, shared_secret)
+        scalar = scalar * int.from_bytes(factor, "big") % CURVE_ORDER
         path_key = coincurve.PublicKey.from_secret(scalar.to_bytes(32, "big")).format()
     return BlindedPath(first_node_id=node_ids[0], first_path_key=first_path_key, hops=tuple(hops))
 
@@ -105,11 +105,11 @@ def create_blinded_path(session_key: bytes, node_ids: Sequence[bytes], tlvs: Seq
 def blinded_privkey(node_secret: bytes, path_key: bytes) -> tuple[bytes, bytes]:
     """(our private key for the blinded node id, the shared secret) for ``path_key``."""
     try:
-        shared_secret = _ecdh(node_secret, path_key)
+        shared_secret = ecdh(node_secret, path_key)
     except ValueError as exc:
         raise BlindingError("path key is not a valid point") from exc
     tweak = int.from_bytes(_blinding_tweak(shared_secret), "big")
-    key = int.from_bytes(node_secret, "big") * tweak % _CURVE_ORDER
+    key = int.from_bytes(node_secret, "big") * tweak % CURVE_ORDER
     if key == 0:
         raise BlindingError("blinded private key is zero")
     return key.to_bytes(32, "big"), shared_secret

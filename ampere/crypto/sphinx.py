@@ -71,13 +71,13 @@ def generate_stream(key: bytes, length: int) -> bytes:
     return encryptor.update(bytes(length))
 
 
-def _xor(data: bytes, stream: bytes) -> bytes:
+def xor_bytes(data: bytes, stream: bytes) -> bytes:
     return (int.from_bytes(data, "big") ^ int.from_bytes(stream[: len(data)], "big")).to_bytes(
         len(data), "big"
     )
 
 
-def _hmac(key: bytes, data: bytes) -> bytes:
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
@@ -108,10 +108,10 @@ def _read_bigsize(data: bytes) -> tuple[int, int]:
     return value, 1 + width
 
 
-_CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
-def _ecdh(secret: bytes, point: bytes) -> bytes:
+def ecdh(secret: bytes, point: bytes) -> bytes:
     """BOLT 4's shared secret: SHA256 of the compressed point `secret`·`point`.
 
     One point multiplication: building a `coincurve.PrivateKey` would first derive its public keys
@@ -119,7 +119,7 @@ def _ecdh(secret: bytes, point: bytes) -> bytes:
     return hashlib.sha256(coincurve.PublicKey(point).multiply(secret).format()).digest()
 
 
-def _blinding_factor(ephemeral_pubkey: bytes, shared_secret: bytes) -> bytes:
+def blinding_factor(ephemeral_pubkey: bytes, shared_secret: bytes) -> bytes:
     return hashlib.sha256(ephemeral_pubkey + shared_secret).digest()
 
 
@@ -142,15 +142,15 @@ def _sender_secrets(session_key: bytes, node_ids: Sequence[bytes]) -> tuple[byte
     secrets: list[bytes] = []
     for index, node_id in enumerate(node_ids):
         try:
-            secret = _ecdh(scalar.to_bytes(32, "big"), node_id)
+            secret = ecdh(scalar.to_bytes(32, "big"), node_id)
         except ValueError as exc:
             raise SphinxError(f"invalid hop public key {node_id.hex()}") from exc
         secrets.append(secret)
         if index + 1 < len(node_ids):
-            factor = _blinding_factor(ephemeral_pubkey, secret)
+            factor = blinding_factor(ephemeral_pubkey, secret)
             ephemeral_point = ephemeral_point.multiply(factor)
             ephemeral_pubkey = ephemeral_point.format()
-            scalar = scalar * int.from_bytes(factor, "big") % _CURVE_ORDER
+            scalar = scalar * int.from_bytes(factor, "big") % CURVE_ORDER
     return session_pubkey, tuple(secrets)
 
 
@@ -160,7 +160,7 @@ def _filler(hop_sizes: Sequence[int], secrets: Sequence[bytes]) -> bytes:
         filler += bytes(size)
         stream = generate_stream(derive_key(b"rho", secret), 2 * ROUTING_INFO_SIZE)
         start = ROUTING_INFO_SIZE + size - len(filler)
-        filler = _xor(filler, stream[start : start + len(filler)])
+        filler = xor_bytes(filler, stream[start : start + len(filler)])
     return filler
 
 
@@ -180,10 +180,12 @@ def create_onion(
     next_hmac = bytes(HMAC_SIZE)
     for index in range(len(hops) - 1, -1, -1):
         shifted = framed[index] + next_hmac + routing_info[: ROUTING_INFO_SIZE - hop_sizes[index]]
-        routing_info = _xor(shifted, generate_stream(derive_key(b"rho", secrets[index]), ROUTING_INFO_SIZE))
+        routing_info = xor_bytes(
+            shifted, generate_stream(derive_key(b"rho", secrets[index]), ROUTING_INFO_SIZE)
+        )
         if index == len(hops) - 1 and filler:
             routing_info = routing_info[: ROUTING_INFO_SIZE - len(filler)] + filler
-        next_hmac = _hmac(derive_key(b"mu", secrets[index]), routing_info + associated_data)
+        next_hmac = hmac_sha256(derive_key(b"mu", secrets[index]), routing_info + associated_data)
     packet = bytes([ONION_VERSION]) + session_pubkey + routing_info + next_hmac
     return packet, secrets
 
@@ -198,14 +200,14 @@ def peel_onion(packet: bytes, node_secret: bytes, associated_data: bytes) -> Pee
     routing_info = packet[34 : 34 + ROUTING_INFO_SIZE]
     packet_hmac = packet[34 + ROUTING_INFO_SIZE :]
     try:
-        shared_secret = _ecdh(node_secret, ephemeral)
+        shared_secret = ecdh(node_secret, ephemeral)
     except ValueError as exc:
         raise BadOnionError("onion ephemeral key is not a valid point", INVALID_ONION_KEY) from exc
-    expected = _hmac(derive_key(b"mu", shared_secret), routing_info + associated_data)
+    expected = hmac_sha256(derive_key(b"mu", shared_secret), routing_info + associated_data)
     if not hmac.compare_digest(expected, packet_hmac):
         raise BadOnionError("onion HMAC mismatch", INVALID_ONION_HMAC)
     stream = generate_stream(derive_key(b"rho", shared_secret), 2 * ROUTING_INFO_SIZE)
-    clear = _xor(routing_info + bytes(ROUTING_INFO_SIZE), stream)
+    clear = xor_bytes(routing_info + bytes(ROUTING_INFO_SIZE), stream)
     length, prefix = _read_bigsize(clear)
     if length == 0 or prefix + length + HMAC_SIZE > ROUTING_INFO_SIZE:
         raise OnionPayloadLengthError(f"hop payload length {length} is invalid")
@@ -215,7 +217,7 @@ def peel_onion(packet: bytes, node_secret: bytes, associated_data: bytes) -> Pee
         return PeeledOnion(payload=payload, next_packet=None, shared_secret=shared_secret)
     shift = prefix + length + HMAC_SIZE
     next_routing = clear[shift : shift + ROUTING_INFO_SIZE]
-    factor = _blinding_factor(ephemeral, shared_secret)
+    factor = blinding_factor(ephemeral, shared_secret)
     next_ephemeral = coincurve.PublicKey(ephemeral).multiply(factor).format()
     next_packet = bytes([ONION_VERSION]) + next_ephemeral + next_routing + next_hmac
     return PeeledOnion(payload=payload, next_packet=next_packet, shared_secret=shared_secret)
@@ -234,12 +236,12 @@ def build_failure_packet(
         + struct.pack(">H", pad_len)
         + bytes(pad_len)
     )
-    return _hmac(derive_key(b"um", shared_secret), body) + body
+    return hmac_sha256(derive_key(b"um", shared_secret), body) + body
 
 
 def forward_failure(shared_secret: bytes, reason: bytes) -> bytes:
     """Each hop on the way back XORs the reason with its ammag stream."""
-    return _xor(reason, generate_stream(derive_key(b"ammag", shared_secret), len(reason)))
+    return xor_bytes(reason, generate_stream(derive_key(b"ammag", shared_secret), len(reason)))
 
 
 def create_failure(
@@ -256,7 +258,7 @@ def decode_failure(shared_secrets: Sequence[bytes], reason: bytes) -> tuple[int,
     for index, secret in enumerate(shared_secrets):
         reason = forward_failure(secret, reason)
         body = reason[HMAC_SIZE:]
-        if hmac.compare_digest(_hmac(derive_key(b"um", secret), body), reason[:HMAC_SIZE]):
+        if hmac.compare_digest(hmac_sha256(derive_key(b"um", secret), body), reason[:HMAC_SIZE]):
             (length,) = struct.unpack(">H", body[:2])
             if 2 + length > len(body):
                 raise SphinxError(f"failure length {length} overruns the reason")
