@@ -256,13 +256,25 @@ class _IndexedRepository(ABC, Generic[R]):
             old = self.get(record.payment_hash)
             if old is None:
                 raise RecordNotFoundError(f"no {self._kind} {record.payment_hash.hex()}")
-            if old == record:
-                return
-            self._check_transition(old, record.status)
+            self._rewrite(old, record)
+
+    def _rewrite(self, old: R, record: R) -> None:
+        """Replace `old`, just read in the caller's transaction, with `record`. Index keys that stay the
+        same are not touched (a status change moves one status key; the label key stays)."""
+        if old == record:
+            return
+        self._check_transition(old, record.status)
+        if record.label != old.label:
             self._check_label_free(record)
-            self._unindex(old)
-            self._store.put(self._records, record.payment_hash, record.to_bytes())
-            self._index(record)
+            if old.label is not None:
+                self._store.delete(self._labels, old.label.encode())
+            if record.label is not None:
+                self._store.put(self._labels, record.label.encode(), record.payment_hash)
+        old_status, new_status = self._status_key(old), self._status_key(record)
+        if old_status != new_status:
+            self._store.delete(self._statuses, old_status)
+            self._store.put(self._statuses, new_status, b"")
+        self._store.put(self._records, record.payment_hash, record.to_bytes())
 
     def get(self, payment_hash: bytes) -> R | None:
         _check_hash("payment_hash", payment_hash)
@@ -336,7 +348,7 @@ class InvoiceRepository(_IndexedRepository[InvoiceRecord]):
                 paid_at=paid_at,
                 received_msat=received_msat,
             )
-            self.update(paid)
+            self._rewrite(old, paid)
         return paid
 
     def mark_expired(self, payment_hash: bytes) -> InvoiceRecord:
@@ -344,7 +356,7 @@ class InvoiceRepository(_IndexedRepository[InvoiceRecord]):
             old = self._require(payment_hash)
             self._check_transition(old, InvoiceStatus.EXPIRED)
             expired = replace(old, status=InvoiceStatus.EXPIRED)
-            self.update(expired)
+            self._rewrite(old, expired)
         return expired
 
 
@@ -377,7 +389,7 @@ class PaymentRepository(_IndexedRepository[PaymentRecord]):
                 completed_at=completed_at,
                 failure=None,
             )
-            self.update(done)
+            self._rewrite(old, done)
         return done
 
     def mark_failed(self, payment_hash: bytes, *, reason: str, failed_at: int) -> PaymentRecord:
@@ -390,5 +402,5 @@ class PaymentRepository(_IndexedRepository[PaymentRecord]):
                 completed_at=failed_at,
                 failure=reason,
             )
-            self.update(failed)
+            self._rewrite(old, failed)
         return failed
