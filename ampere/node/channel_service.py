@@ -43,6 +43,7 @@ from ampere.channel.twoway.messages import (
     ChannelReestablish,
     ErrorMessage,
     OpenChannel,
+    UpdateAddHtlc,
 )
 from ampere.channel.twoway.state import Connection, RemovalKind
 from ampere.channel.twoway.summary import ChannelSummary, summarize
@@ -327,6 +328,11 @@ class ChannelService:
             return
         managed.handle(parsed)
         self.after_event(managed)
+        if isinstance(parsed, UpdateAddHtlc):
+            for listener in self._listeners:
+                listener.htlc_arriving(
+                    managed.state.channel_id, parsed.id, parsed.payment_hash, parsed.onion_routing_packet
+                )
         if isinstance(parsed, ChannelReestablish):
             self.fees.maybe_update(managed)  # the estimate may have moved while the peer was away
         self.schedule_sign(managed)

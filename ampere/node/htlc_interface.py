@@ -63,6 +63,11 @@ class OfferedHtlcReport:
 
 
 class HtlcListener(Protocol):
+    def htlc_arriving(self, channel_id: bytes, htlc_id: int, payment_hash: bytes, onion: bytes) -> None:
+        """The peer's `update_add_htlc` was taken, not committed yet: a hint to start slow work early
+        (peeling the onion) while the commitment dance goes on. Nothing may be decided on it."""
+        ...
+
     async def htlc_received(self, channel_id: bytes, htlc: HtlcReceived) -> None: ...
 
     async def htlc_fulfilled(self, channel_id: bytes, outcome: HtlcFulfilled) -> None: ...

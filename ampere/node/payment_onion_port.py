@@ -79,6 +79,11 @@ class OnionPort(Protocol):
         payment_hash: bytes,
     ) -> BuiltOnion: ...
 
+    def peel_ahead(self, onion: bytes, node_key: PrivateKey, payment_hash: bytes) -> None:
+        """Do the expensive part of `check_final_htlc` for this onion now, so that the check, when it
+        comes, reuses it (a cache; calling it or not never changes a verdict)."""
+        ...
+
     def check_final_htlc(
         self,
         *,

@@ -17,6 +17,7 @@ from ampere.crypto.sphinx import (
     BadOnionError,
     OnionHop,
     OnionPayloadLengthError,
+    PeeledOnion,
     create_failure,
     create_onion,
     decode_failure,
@@ -34,11 +35,46 @@ from ampere.wire.onion import FailureMessage, HopPayload, OnionPayloadError
 
 __all__ = ["SphinxOnion"]
 
+_Peel = PeeledOnion | BadOnionError | OnionPayloadLengthError
+
 # BOLT 4: a final node rejects an amount more than twice what it asked for (it may be a probe).
 _MAX_OVERPAYMENT_FACTOR = 2
 
 
+# Peeled onions kept for `check_final_htlc` (bounded: HTLCs that never get committed are forgotten).
+_PEELED_CACHE_SIZE = 4096
+_CHECKED = "checked"  # kept instead of a peel the check already did itself: a late peel_ahead skips it
+
+
 class SphinxOnion:
+    """`peel_ahead` peels an incoming onion before its HTLC is committed (the ECDH is the dear part) and
+    keeps the result for `check_final_htlc`, which peels itself when nothing was kept."""
+
+    def __init__(self) -> None:
+        self._peeled: dict[tuple[bytes, bytes], _Peel | str] = {}
+
+    @property
+    def kept(self) -> int:
+        """Peels done ahead and not used by a check yet."""
+        return sum(1 for value in self._peeled.values() if value is not _CHECKED)
+
+    def peel_ahead(self, onion: bytes, node_key: PrivateKey, payment_hash: bytes) -> None:
+        key = (onion, payment_hash)
+        if key not in self._peeled:
+            self._keep(key, self._peel(onion, node_key, payment_hash))
+
+    def _keep(self, key: tuple[bytes, bytes], value: _Peel | str) -> None:
+        if len(self._peeled) >= _PEELED_CACHE_SIZE:
+            del self._peeled[next(iter(self._peeled))]  # the oldest
+        self._peeled[key] = value
+
+    @staticmethod
+    def _peel(onion: bytes, node_key: PrivateKey, payment_hash: bytes) -> _Peel:
+        try:
+            return peel_onion(onion, node_key.secret, payment_hash)
+        except (BadOnionError, OnionPayloadLengthError) as exc:
+            return exc
+
     def build_final_hop(
         self,
         *,
@@ -71,11 +107,17 @@ class SphinxOnion:
         now: int,
         expected: ExpectedInvoice | None,
     ) -> HtlcVerdict:
-        try:
-            peeled = peel_onion(onion, node_key.secret, payment_hash)
-        except BadOnionError as exc:
-            return FailMalformed(hashlib.sha256(onion).digest(), exc.failure_code)
-        except OnionPayloadLengthError:
+        key = (onion, payment_hash)
+        cached = self._peeled.pop(key, None)
+        peeled: _Peel
+        if cached is None or isinstance(cached, str):
+            peeled = self._peel(onion, node_key, payment_hash)
+            self._keep(key, _CHECKED)
+        else:
+            peeled = cached
+        if isinstance(peeled, BadOnionError):
+            return FailMalformed(hashlib.sha256(onion).digest(), peeled.failure_code)
+        if isinstance(peeled, OnionPayloadLengthError):
             # The packet is ours but its payload length is unusable: we cannot peel further, so we
             # cannot encrypt a reason either; report it as an unreadable onion.
             return FailMalformed(hashlib.sha256(onion).digest(), INVALID_ONION_HMAC)

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,9 @@ class PaymentService:
         self._marking_paid: dict[bytes, asyncio.Future[InvoiceRecord]] = {}
         self._incoming: set[tuple[bytes, int]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Onions of arriving HTLCs to peel ahead, and whether a task is peeling them.
+        self._to_peel: deque[tuple[bytes, bytes]] = deque()
+        self._peeling = False
 
     # --- lifecycle -----------------------------------------------------------------------------------
     async def start(self, node: Node) -> None:
@@ -382,6 +386,27 @@ class PaymentService:
             waiter.set_result(record)
 
     # --- HtlcListener ----------------------------------------------------------------------------------
+    def htlc_arriving(self, channel_id: bytes, htlc_id: int, payment_hash: bytes, onion: bytes) -> None:
+        if payment_hash not in self._invoices or self._node is None:
+            return  # not one of our invoices: nothing worth preparing (the check peels, to fail it)
+        self._to_peel.append((onion, payment_hash))
+        if not self._peeling:
+            self._peeling = True
+            self._spawn(self._peel_ahead(), self._peeled_all)
+
+    async def _peel_ahead(self) -> None:
+        """One onion per loop turn, while the channels wait on the store and the peer: their own
+        callbacks run in between, so the commitment dance is never held up by this."""
+        node_key = self.node.keys.node_key
+        while self._to_peel:
+            onion, payment_hash = self._to_peel.popleft()
+            self._onion.peel_ahead(onion, node_key, payment_hash)
+            await asyncio.sleep(0)
+        self._peeling = False  # no await since the queue was seen empty: nothing can be left behind
+
+    def _peeled_all(self) -> None:
+        self._peeling = False  # also when cancelled or failed
+
     async def htlc_received(self, channel_id: bytes, htlc: HtlcReceived) -> None:
         key = (channel_id, htlc.htlc_id)
         if key in self._incoming:

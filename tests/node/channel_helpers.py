@@ -65,6 +65,9 @@ class HoldingListener:
     fulfilled: dict[bytes, HtlcFulfilled] = field(default_factory=dict)
     failed: list[HtlcFailed] = field(default_factory=list)
 
+    def htlc_arriving(self, channel_id: bytes, htlc_id: int, payment_hash: bytes, onion: bytes) -> None:
+        return None
+
     async def htlc_received(self, channel_id: bytes, htlc: HtlcReceived) -> None:
         key = (channel_id, htlc.htlc_id)
         if key in self.received:

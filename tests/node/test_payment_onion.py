@@ -135,3 +135,59 @@ def _hop(payload: bytes, node: bytes | None = None):  # type: ignore[no-untyped-
     from ampere.crypto.sphinx import OnionHop
 
     return OnionHop(PAYEE.public_key.data if node is None else node, payload)
+
+
+def test_peeling_ahead_never_changes_a_verdict() -> None:
+    good, _ = _build()
+    wrong_secret, _ = _build(secret=bytes([8]) * 32)
+    garbled = good[:1] + bytes([good[1] ^ 1]) + good[2:]  # not a point any more
+    bad_hmac = good[:-1] + bytes([good[-1] ^ 1])
+    bad_version = b"\x01" + good[1:]
+    for packet in (good, wrong_secret, garbled, bad_hmac, bad_version):
+        cold = _judge(packet)
+        fresh = SphinxOnion()
+        fresh.peel_ahead(packet, PAYEE, PAYMENT_HASH)
+        fresh.peel_ahead(packet, PAYEE, PAYMENT_HASH)  # a repeat (a retransmitted add) keeps one entry
+        warm = fresh.check_final_htlc(
+            onion=packet,
+            node_key=PAYEE,
+            payment_hash=PAYMENT_HASH,
+            htlc_amount_msat=AMOUNT,
+            htlc_cltv_expiry=CLTV,
+            current_height=HEIGHT,
+            now=NOW,
+            expected=INVOICE,
+        )
+        assert type(warm) is type(cold)
+        if isinstance(cold, FailMalformed):
+            assert warm == cold
+        if isinstance(cold, FailWithReason):
+            assert isinstance(warm, FailWithReason) and warm.failure_code == cold.failure_code
+        assert fresh.kept == 0  # the check took what was kept
+
+
+def test_onions_peeled_ahead_are_bounded() -> None:
+    fresh = SphinxOnion()
+    packet, _ = _build()
+    for i in range(4100):
+        fresh.peel_ahead(packet, PAYEE, i.to_bytes(32, "big"))  # never checked: wrong hashes, all kept
+    assert fresh.kept == 4096
+    assert (packet, (0).to_bytes(32, "big")) not in fresh._peeled  # the oldest went first
+
+
+def test_a_late_peel_ahead_after_the_check_keeps_nothing() -> None:
+    fresh = SphinxOnion()
+    packet, _ = _build()
+    verdict = fresh.check_final_htlc(
+        onion=packet,
+        node_key=PAYEE,
+        payment_hash=PAYMENT_HASH,
+        htlc_amount_msat=AMOUNT,
+        htlc_cltv_expiry=CLTV,
+        current_height=HEIGHT,
+        now=NOW,
+        expected=INVOICE,
+    )
+    assert isinstance(verdict, Fulfil)
+    fresh.peel_ahead(packet, PAYEE, PAYMENT_HASH)  # the hint came after the HTLC was decided
+    assert fresh.kept == 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ampere.bitcoin.bip32 import ExtendedPrivateKey
+from ampere.bitcoin.keys import PrivateKey
 from ampere.bitcoin.network import Network
 from ampere.chain.embedded import EmbeddedChain, EmbeddedChainBackend
 from ampere.invoice import new_invoice
@@ -26,6 +27,7 @@ from ampere.node.config import NodeConfig
 from ampere.node.datadir import DataDir
 from ampere.node.keys import NodeKeys
 from ampere.node.node import ChainConnection, Node
+from ampere.node.payment_onion_port import HtlcVerdict
 from ampere.node.payment_onion_sphinx import SphinxOnion
 from ampere.node.payments import PaymentService
 from ampere.store import open_store
@@ -39,6 +41,23 @@ CAPACITY_SAT, PUSH_MSAT = 1_000_000, 300_000_000
 
 async def _no_close() -> None:
     return None
+
+
+class CountingOnion(SphinxOnion):
+    """The real onions, counting how many incoming ones were peeled ahead and how many checks peeled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peeled_ahead = 0
+        self.checked = 0
+
+    def peel_ahead(self, onion: bytes, node_key: PrivateKey, payment_hash: bytes) -> None:
+        self.peeled_ahead += 1
+        super().peel_ahead(onion, node_key, payment_hash)
+
+    def check_final_htlc(self, **kwargs: Any) -> HtlcVerdict:
+        self.checked += 1
+        return super().check_final_htlc(**kwargs)
 
 
 class Member:
@@ -60,7 +79,8 @@ class Member:
         connection = ChainConnection(EmbeddedChainBackend(self.chain), Network.REGTEST, close=_no_close)
         node = Node(config, self.keys, open_store(config.db_url), connection, 0, fast_config())
         self.channels = ChannelService()
-        self.payments = PaymentService(SphinxOnion(), clock=self.clock, pay_timeout=pay_timeout)
+        self.onion = CountingOnion()
+        self.payments = PaymentService(self.onion, clock=self.clock, pay_timeout=pay_timeout)
         node.add_service(self.channels)
         node.add_service(self.payments)
         await node.start()
@@ -208,6 +228,10 @@ async def test_concurrent_payments_both_ways(tmp_path: Path) -> None:
         assert bob.balance()[:2] == (remote, local)
         assert {v.status for v in bob.payments.list_invoices()} == {InvoiceStatus.PAID}
         assert {v.status for v in alice.payments.list_invoices()} == {InvoiceStatus.PAID}
+        # Every incoming onion was offered for peeling as its update_add_htlc arrived; none is left unused.
+        assert (bob.onion.peeled_ahead, bob.onion.checked) == (120, 120)
+        assert (alice.onion.peeled_ahead, alice.onion.checked) == (80, 80)
+        assert bob.onion.kept == alice.onion.kept == 0
 
 
 @async_test
