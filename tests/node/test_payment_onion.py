@@ -40,8 +40,8 @@ def _build(amount: int = AMOUNT, total: int = AMOUNT, cltv: int = CLTV, secret: 
     return built.packet, built.shared_secrets
 
 
-def _judge(packet: bytes, *, amount: int = AMOUNT, cltv: int = CLTV, expected=INVOICE):  # type: ignore[no-untyped-def]
-    return onion.check_final_htlc(
+def _judge(packet: bytes, *, amount: int = AMOUNT, cltv: int = CLTV, expected=INVOICE, by=None):  # type: ignore[no-untyped-def]
+    return (by or onion).check_final_htlc(
         onion=packet,
         node_key=PAYEE,
         payment_hash=PAYMENT_HASH,
@@ -148,16 +148,7 @@ def test_peeling_ahead_never_changes_a_verdict() -> None:
         fresh = SphinxOnion()
         fresh.peel_ahead(packet, PAYEE, PAYMENT_HASH)
         fresh.peel_ahead(packet, PAYEE, PAYMENT_HASH)  # a repeat (a retransmitted add) keeps one entry
-        warm = fresh.check_final_htlc(
-            onion=packet,
-            node_key=PAYEE,
-            payment_hash=PAYMENT_HASH,
-            htlc_amount_msat=AMOUNT,
-            htlc_cltv_expiry=CLTV,
-            current_height=HEIGHT,
-            now=NOW,
-            expected=INVOICE,
-        )
+        warm = _judge(packet, by=fresh)
         assert type(warm) is type(cold)
         if isinstance(cold, FailMalformed):
             assert warm == cold
@@ -178,16 +169,7 @@ def test_onions_peeled_ahead_are_bounded() -> None:
 def test_a_late_peel_ahead_after_the_check_keeps_nothing() -> None:
     fresh = SphinxOnion()
     packet, _ = _build()
-    verdict = fresh.check_final_htlc(
-        onion=packet,
-        node_key=PAYEE,
-        payment_hash=PAYMENT_HASH,
-        htlc_amount_msat=AMOUNT,
-        htlc_cltv_expiry=CLTV,
-        current_height=HEIGHT,
-        now=NOW,
-        expected=INVOICE,
-    )
+    verdict = _judge(packet, by=fresh)
     assert isinstance(verdict, Fulfil)
     fresh.peel_ahead(packet, PAYEE, PAYMENT_HASH)  # the hint came after the HTLC was decided
     assert fresh.kept == 0
