@@ -468,18 +468,18 @@ class ChannelService:
 
     async def fulfill_htlc(self, channel_id: bytes, htlc_id: int, preimage: bytes) -> None:
         managed = self._settling(channel_id)
-        if managed.state.phase in (Phase.NORMAL, Phase.SHUTDOWN):
-            # The preimage goes into the channel's state, stored (group-committed) before the
-            # update_fulfill_htlc leaves; a resolution on chain starts from that state and claims with it.
-            try:
-                await self._settle(managed, FulfillHtlc(htlc_id, preimage))
-                return
-            except HtlcRefusedError:
+        # On a live channel the preimage goes into the state, stored (group-committed) before the
+        # update_fulfill_htlc leaves, and a resolution on chain starts from that state. Otherwise, or if
+        # the channel refuses it, the resolution finds it in the preimage store, written first.
+        live = managed.state.phase in (Phase.NORMAL, Phase.SHUTDOWN)
+        if not live:
+            PreimageRepository(self.node.store).add(channel_id, preimage)
+        try:
+            await self._settle(managed, FulfillHtlc(htlc_id, preimage))
+        except HtlcRefusedError:
+            if live:
                 PreimageRepository(self.node.store).add(channel_id, preimage)
-                raise
-        # Closing or on chain: the resolution learns it from the preimage store, written before anything.
-        PreimageRepository(self.node.store).add(channel_id, preimage)
-        await self._settle(managed, FulfillHtlc(htlc_id, preimage))
+            raise
 
     async def fail_htlc(self, channel_id: bytes, htlc_id: int, reason: bytes) -> None:
         await self._settle(self._settling(channel_id), FailHtlc(htlc_id, reason))
@@ -512,7 +512,8 @@ class ChannelService:
     def offered_htlcs(self, payment_hash: bytes) -> OfferedHtlcReport:
         """Our HTLCs for `payment_hash`: in the live channels' ledgers, in the outcome log and in the
         on-chain resolutions (see `HtlcListener` for the promises behind it)."""
-        in_flight, fulfilled, failed = self.onchain.offered_htlcs(payment_hash)
+        on_chain = self.onchain.offered_htlcs(payment_hash)
+        in_flight, fulfilled, failed = on_chain.in_flight, on_chain.fulfilled, on_chain.failed
         for managed in self._channels:
             ledger = managed.state.ledger
             for entry in () if ledger is None else ledger.htlcs:

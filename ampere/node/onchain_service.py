@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ampere.bitcoin.tx import OutPoint, Transaction
 from ampere.chain.errors import ChainError
 from ampere.chain.interface import BlockInfo
-from ampere.channel.twoway import ForceClose, HtlcFailed, HtlcFulfilled, OnchainResolved, Phase
+from ampere.channel.twoway import ForceClose, HtlcFulfilled, OnchainResolved, Phase
 from ampere.channel.twoway.actions import ChannelClosed, CloseType
 from ampere.channel.twoway.common import Context, signed_local_commitment
 from ampere.channel.twoway.state import RemovalKind
@@ -39,7 +39,7 @@ from ampere.errors import AmpereError
 from ampere.node.channel_managed import ManagedChannel
 from ampere.node.channel_open import ChannelCommandError
 from ampere.node.errors import NotFoundError
-from ampere.node.htlc_interface import HtlcListener
+from ampere.node.htlc_interface import HtlcListener, OfferedHtlcReport
 from ampere.node.onchain_actions import ClaimBroadcaster
 from ampere.node.onchain_listing import listclosed_entry, onchain_timeout, timed_out_htlcs
 from ampere.node.onchain_record import OfferedHtlc, ResolutionRecord, ResolutionRepository
@@ -358,9 +358,9 @@ class OnchainResolutionService:
                 except Exception:
                     log.exception("HTLC listener failed on an on-chain timeout")
 
-    def offered_htlcs(self, payment_hash: bytes) -> tuple[bool, HtlcFulfilled | None, HtlcFailed | None]:
-        """(in flight, fulfilled, failed) for our offered HTLCs of `payment_hash` in closed channels:
-        in flight until the chain gave the preimage or the timeout is reported."""
+    def offered_htlcs(self, payment_hash: bytes) -> OfferedHtlcReport:
+        """Our offered HTLCs of `payment_hash` in closed channels: in flight until the chain gave the
+        preimage or the timeout is reported."""
         in_flight, fulfilled, failed = False, None, None
         for record in self._records.values():
             for htlc in record.offered:
@@ -373,7 +373,7 @@ class OnchainResolutionService:
                     failed = onchain_timeout(htlc.htlc_id, payment_hash)
                 else:
                     in_flight = True
-        return in_flight, fulfilled, failed
+        return OfferedHtlcReport(in_flight, fulfilled, failed)
 
     async def replay_outcomes(self, listener: HtlcListener) -> None:
         """What the chain decided for our offered HTLCs, for a listener that started after the replay."""

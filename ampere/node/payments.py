@@ -355,26 +355,27 @@ class PaymentService:
         else:  # a failed payment tried again
             await self.writer.submit(lambda: repo.update(pending))
 
-    # The outcome log's entries go in the transaction that makes the payment final (see htlc_outcomes).
     async def _finish_complete(self, payment_hash: bytes, preimage: bytes) -> None:
-        repo, outcomes = PaymentRepository(self.node.store), HtlcOutcomeRepository(self.node.store)
         now = self._now()
-
-        def write() -> PaymentRecord:
-            done = repo.mark_complete(payment_hash, preimage=preimage, fee_msat=0, completed_at=now)
-            outcomes.forget(payment_hash)
-            return done
-
-        self._settled(await self.writer.submit(write))
+        await self._finish(
+            payment_hash,
+            lambda repo: repo.mark_complete(payment_hash, preimage=preimage, fee_msat=0, completed_at=now),
+        )
 
     async def _finish_failed(self, payment_hash: bytes, reason: str) -> None:
-        repo, outcomes = PaymentRepository(self.node.store), HtlcOutcomeRepository(self.node.store)
         now = self._now()
+        await self._finish(
+            payment_hash, lambda repo: repo.mark_failed(payment_hash, reason=reason, failed_at=now)
+        )
+
+    async def _finish(self, payment_hash: bytes, mark: Callable[[PaymentRepository], PaymentRecord]) -> None:
+        """Make the payment final; its outcome log entries go in the same transaction (htlc_outcomes)."""
+        store = self.node.store
 
         def write() -> PaymentRecord:
-            failed = repo.mark_failed(payment_hash, reason=reason, failed_at=now)
-            outcomes.forget(payment_hash)
-            return failed
+            final = mark(PaymentRepository(store))
+            HtlcOutcomeRepository(store).forget(payment_hash)
+            return final
 
         self._settled(await self.writer.submit(write))
 
