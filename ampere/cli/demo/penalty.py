@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ampere.bitcoin.tx import OutPoint, Transaction
-from ampere.chain.errors import BroadcastError, RejectReason
+from ampere.chain.errors import RejectReason
 from ampere.channel.twoway.actions import CommitmentRevoked, LocalCommitmentSigned
 from ampere.cli.demo.channel_kit import KitError
 from ampere.cli.demo.context import DemoContext
@@ -51,9 +51,6 @@ from ampere.onchain import (
 
 __all__ = ["PenaltyOutcome", "penalty", "play_penalty"]
 
-_ALREADY = (RejectReason.ALREADY_IN_MEMPOOL, RejectReason.ALREADY_IN_CHAIN)
-
-
 @dataclass
 class ResolverShell:
     """What the node's on-chain service does for one resolver, on the demo's chain."""
@@ -74,11 +71,9 @@ class ResolverShell:
                 raise KitError(f"a breach should not need {type(action).__name__}")
 
     def _broadcast(self, action: BroadcastTx) -> None:
-        try:
-            self.ctx.chain.test_accept(action.tx)
-        except BroadcastError as error:
-            if error.reason in _ALREADY:
-                return
+        chain, txid = self.ctx.chain, action.tx.txid
+        if chain.mempool_tx(txid) is not None or chain.tx_status(txid).block_height is not None:
+            return  # sent before (a resolver repeats its claims until they confirm)
         self.broadcasts.append(action.tx)
         self.ctx.submit(f"Bob's node broadcasts: {action.label}", action.tx)
 
