@@ -52,6 +52,14 @@ class SentFeeUpdates(SentMessages):
         return [m.get_int("feerate_per_kw") for m in self.sent if isinstance(m, Message)]
 
 
+async def recorded_channel(alice: Member, bob: Member) -> tuple[SentFeeUpdates, SentFeeUpdates, bytes]:
+    """Start both (recording their update_fee) and open a channel from Alice."""
+    sent = SentFeeUpdates(alice), SentFeeUpdates(bob)
+    await alice.start()
+    await bob.start()
+    return (*sent, await open_channel(alice, bob, CAPACITY_SAT, PUSH_MSAT))
+
+
 def set_estimate(chain: EmbeddedChain, sat_per_kw: int) -> None:
     chain.set_fee_estimate(sat_per_kw * 4)  # sat/kvB
 
@@ -170,10 +178,7 @@ def test_policy_updates_only_past_the_threshold() -> None:
 @async_test
 async def test_opener_follows_the_estimate_and_payments_continue(tmp_path: Path) -> None:
     async with unstarted_pair(tmp_path) as (chain, alice, bob):
-        sent_by_alice, sent_by_bob = SentFeeUpdates(alice), SentFeeUpdates(bob)
-        await alice.start()
-        await bob.start()
-        plain = await open_channel(alice, bob, CAPACITY_SAT, PUSH_MSAT)
+        sent_by_alice, sent_by_bob, plain = await recorded_channel(alice, bob)
         anchor = await open_second(alice, bob, anchors=True)
         opened_at = alice.channels.watcher.feerate_per_kw
         for channel_id in (plain, anchor):
@@ -217,10 +222,7 @@ async def test_opener_follows_the_estimate_and_payments_continue(tmp_path: Path)
 @async_test
 async def test_a_rise_while_the_opener_is_down_is_proposed_once_after_its_restart(tmp_path: Path) -> None:
     async with unstarted_pair(tmp_path) as (chain, alice, bob):
-        sent_by_alice, sent_by_bob = SentFeeUpdates(alice), SentFeeUpdates(bob)
-        await alice.start()
-        await bob.start()
-        channel_id = await open_channel(alice, bob, CAPACITY_SAT, PUSH_MSAT)
+        sent_by_alice, sent_by_bob, channel_id = await recorded_channel(alice, bob)
         opened_at = alice.channels.watcher.feerate_per_kw
 
         await alice.stop()
@@ -248,10 +250,7 @@ async def test_a_rise_while_the_opener_is_down_is_proposed_once_after_its_restar
 @async_test
 async def test_a_restart_right_after_a_proposal_neither_loses_nor_changes_it(tmp_path: Path) -> None:
     async with unstarted_pair(tmp_path) as (chain, alice, bob):
-        sent_by_alice, sent_by_bob = SentFeeUpdates(alice), SentFeeUpdates(bob)
-        await alice.start()
-        await bob.start()
-        channel_id = await open_channel(alice, bob, CAPACITY_SAT, PUSH_MSAT)
+        sent_by_alice, sent_by_bob, channel_id = await recorded_channel(alice, bob)
         opened_at = alice.channels.watcher.feerate_per_kw
 
         high = opened_at * 2
